@@ -1,0 +1,7 @@
+"""`python -m istioctl`."""
+
+import sys
+
+from istioctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,60 @@
+"""`istiod` entry point: parse flags, run until SIGTERM/SIGINT, exit 0 on a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from pilot.bootstrap.options import parse_options
+from pilot.bootstrap.server import Istiod
+from pilot.features import from_env
+from pkg.errors import ConfigError
+from pkg.log import configure_logging
+
+log = logging.getLogger("pilot.bootstrap")
+
+
+async def run(argv: Sequence[str] | None = None) -> int:
+    try:
+        options = parse_options(argv)
+        features = from_env()
+    except ConfigError as e:
+        print(f"istiod: {e}", file=sys.stderr)
+        return 2
+    configure_logging(options.log_level)
+    if options.kubeconfig is not None:
+        print("istiod: Kubernetes mode (--kubeconfig) is not available yet", file=sys.stderr)
+        return 2
+    try:
+        istiod = Istiod(options, features)
+    except ConfigError as e:
+        print(f"istiod: {e}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await istiod.start()
+    except OSError as e:
+        print(f"istiod: {e}", file=sys.stderr)
+        await istiod.stop()
+        return 1
+    await stop.wait()
+    log.info("shutting down")
+    try:
+        await asyncio.wait_for(istiod.stop(), timeout=4.0)
+    except TimeoutError:
+        log.warning("shutdown took too long; exiting anyway")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return asyncio.run(run(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

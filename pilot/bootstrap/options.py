@@ -1,0 +1,95 @@
+"""istiod's command line (DESIGN.md §2.1) → a frozen settings value."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pkg.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_address(value: str, flag: str) -> Address:
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise ConfigError(f"{flag}: expected HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"{flag}: port must be a number, got {port!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"{flag}: port must be between 0 and 65535, got {number}")
+    return Address(host, number)
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    config_dirs: tuple[Path, ...]
+    kubeconfig: Path | None
+    mesh_config: Path | None
+    state_dir: Path
+    grpc_addr: Address
+    secure_grpc_addr: Address | None
+    http_addr: Address
+    monitoring_addr: Address | None
+    webhook_addr: Address | None
+    trust_domain: str | None
+    domain_suffix: str
+    log_level: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="istiod", description="pyistio control plane (Istio-compatible)."
+    )
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="directory of Istio/Kubernetes YAML to serve (repeatable)")  # fmt: skip
+    p.add_argument("--kubeconfig", default=None, metavar="FILE")
+    p.add_argument("--mesh-config", default=None, metavar="FILE",
+                   help="Istio MeshConfig YAML")  # fmt: skip
+    p.add_argument("--state-dir", default=".istiod-state", metavar="DIR")
+    p.add_argument("--grpc-addr", default="127.0.0.1:15010")
+    p.add_argument("--secure-grpc-addr", default="127.0.0.1:15012")
+    p.add_argument("--http-addr", default="127.0.0.1:8080")
+    p.add_argument("--monitoring-addr", default="127.0.0.1:15014")
+    p.add_argument("--webhook-addr", default="127.0.0.1:15017")
+    p.add_argument("--trust-domain", default=None,
+                   help="SPIFFE trust domain (default: meshConfig.trustDomain, cluster.local)")  # fmt: skip
+    p.add_argument("--domain-suffix", default="cluster.local")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "warn", "error"])  # fmt: skip
+    return p
+
+
+def parse_options(argv: Sequence[str] | None = None) -> Options:
+    args = build_parser().parse_args(argv)
+
+    def optional(value: str, flag: str) -> Address | None:
+        return parse_address(value, flag) if value else None
+
+    return Options(
+        config_dirs=tuple(Path(d) for d in args.config_dir),
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        mesh_config=Path(args.mesh_config) if args.mesh_config else None,
+        state_dir=Path(args.state_dir),
+        grpc_addr=parse_address(args.grpc_addr, "--grpc-addr"),
+        secure_grpc_addr=optional(args.secure_grpc_addr, "--secure-grpc-addr"),
+        http_addr=parse_address(args.http_addr, "--http-addr"),
+        monitoring_addr=optional(args.monitoring_addr, "--monitoring-addr"),
+        webhook_addr=optional(args.webhook_addr, "--webhook-addr"),
+        trust_domain=args.trust_domain,
+        domain_suffix=args.domain_suffix,
+        log_level="warning" if args.log_level == "warn" else args.log_level,
+    )

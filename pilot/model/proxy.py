@@ -1,0 +1,131 @@
+"""The identity of a connected proxy, parsed once from the first request's node.
+
+`Proxy` is frozen and holds only what the node said plus what the workload lookup found; state
+derived from a PushContext (service targets, Sidecar scope, gateways) lives in `ProxyView`
+(`pilot.model.proxy_view`), recomputed per push.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pkg.errors import ConfigError
+
+
+class NodeType(StrEnum):
+    SIDECAR = "sidecar"
+    ROUTER = "router"
+
+
+class InterceptionMode(StrEnum):
+    REDIRECT = "REDIRECT"
+    TPROXY = "TPROXY"
+    NONE = "NONE"
+
+
+class InvalidNodeError(ConfigError):
+    """The node id or metadata cannot describe a proxy (gRPC InvalidArgument)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    id: str  # the full node id
+    type: NodeType
+    ip_addresses: tuple[str, ...]
+    name: str  # the middle part of the node id: NAME.NS
+    dns_domain: str
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    service_account: str = ""
+    interception_mode: InterceptionMode = InterceptionMode.REDIRECT
+    cluster_id: str = "Kubernetes"
+    istio_version: str = ""
+    workload_name: str = ""
+    locality: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def ip(self) -> str:
+        return self.ip_addresses[0]
+
+    @property
+    def short_name(self) -> str:
+        """`name.namespace`, as istioctl shows proxies."""
+        return self.name
+
+
+def _valid_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_node(node_id: str, metadata: Mapping[str, Any], locality: str = "") -> Proxy:
+    """Istio's ParseServiceNodeWithMetadata: `<type>~<ip>~<name>.<ns>~<ns>.svc.<domain>`."""
+    parts = node_id.split("~")
+    if len(parts) != 4:
+        raise InvalidNodeError(f"missing parts in the service node {node_id!r}")
+    try:
+        node_type = NodeType(parts[0])
+    except ValueError:
+        valid = ", ".join(t.value for t in NodeType)
+        raise InvalidNodeError(
+            f"invalid node type (valid types: {valid}) in the service node {node_id!r}"
+        ) from None
+    raw_ips = metadata.get("INSTANCE_IPS", "")
+    ips: tuple[str, ...] = ()
+    if isinstance(raw_ips, str) and raw_ips:
+        candidates = tuple(ip.strip() for ip in raw_ips.split(",") if ip.strip())
+        if candidates and all(_valid_ip(ip) for ip in candidates):
+            ips = candidates
+    if not ips and _valid_ip(parts[1]):
+        ips = (parts[1],)
+    if not ips:
+        raise InvalidNodeError("no valid IP address in the service node id or metadata")
+    name, dns_domain = parts[2], parts[3]
+    if not name:
+        raise InvalidNodeError(f"empty proxy name in the service node {node_id!r}")
+    namespace = _str(metadata.get("NAMESPACE"))
+    if not namespace:
+        domain_parts = dns_domain.split(".")
+        if len(domain_parts) > 1:
+            namespace = domain_parts[0]
+        elif "." in name:
+            namespace = name.rsplit(".", 1)[1]
+    if not namespace:
+        raise InvalidNodeError(f"cannot tell the namespace of the service node {node_id!r}")
+    labels_raw = metadata.get("LABELS") or {}
+    labels = (
+        {str(k): str(v) for k, v in labels_raw.items()} if isinstance(labels_raw, Mapping) else {}
+    )
+    mode_raw = _str(metadata.get("INTERCEPTION_MODE")) or InterceptionMode.REDIRECT.value
+    try:
+        mode = InterceptionMode(mode_raw.upper())
+    except ValueError:
+        raise InvalidNodeError(f"invalid INTERCEPTION_MODE {mode_raw!r}") from None
+    return Proxy(
+        id=node_id,
+        type=node_type,
+        ip_addresses=ips,
+        name=name,
+        dns_domain=dns_domain,
+        namespace=namespace,
+        labels=labels,
+        service_account=_str(metadata.get("SERVICE_ACCOUNT")),
+        interception_mode=mode,
+        cluster_id=_str(metadata.get("CLUSTER_ID")) or "Kubernetes",
+        istio_version=_str(metadata.get("ISTIO_VERSION")),
+        workload_name=_str(metadata.get("WORKLOAD_NAME")),
+        locality=locality,
+        metadata=dict(metadata),
+    )
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,346 @@
+"""LDS for sidecars (Istio's buildSidecarOutboundListeners / buildInboundListeners).
+
+REDIRECT mode: `virtualOutbound` (0.0.0.0:15001, original destination) hands connections to
+per-port outbound listeners that do not bind (`0.0.0.0_9080` for HTTP, `<VIP>_<port>` for TCP
+and sniffed services); `virtualInbound` (0.0.0.0:15006) has one filter chain per port the
+workload serves plus passthrough chains.
+
+NONE mode: no iptables, so listeners bind real sockets: outbound listeners on localhost (or the
+Sidecar egress `bind`), inbound listeners only for the Sidecar `ingress` entries (Istio creates
+none from services in NONE mode: they would clash with the workload's own ports).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from envoy.config.listener.v3 import listener_components_pb2
+
+from pilot.model.proxy import InterceptionMode
+from pilot.model.proxy_view import ProxyView
+from pilot.model.service import Protocol, Service
+from pilot.networking import naming
+from pilot.networking.filters import (
+    PLAINTEXT_HTTP_ALPNS,
+    hcm_filter,
+    http_connection_manager,
+    http_inspector_filter,
+    original_dst_filter,
+    tcp_proxy_filter,
+)
+from pilot.networking.listener_common import (
+    INBOUND,
+    OUTBOUND,
+    WILDCARD,
+    inbound_chain,
+    inbound_route_config,
+    local_bind,
+    new_listener,
+    wildcard_bind,
+)
+from pilot.networking.protos import duration
+
+
+@dataclass
+class _Chain:
+    rds: str = ""  # HTTP chain when set
+    cluster: str = ""  # TCP chain when set
+    alpns: tuple[str, ...] = ()
+    transport: str = ""
+
+
+@dataclass
+class _Entry:
+    bind: str
+    port: int
+    protocol: Protocol
+    bind_to_port: bool
+    chains: list[_Chain] = field(default_factory=list)
+    locked: bool = False
+
+
+def build_sidecar_listeners(view: ProxyView) -> list[Any]:
+    out = _outbound_listeners(view)
+    none_mode = view.proxy.interception_mode is InterceptionMode.NONE
+    out.extend(_inbound_listeners(view, none_mode))
+    if not none_mode:
+        out.append(_virtual_outbound(view))
+    return out
+
+
+# ---- outbound ---------------------------------------------------------------------------
+
+
+def _fallthrough_cluster(view: ProxyView) -> str:
+    if view.scope.outbound_mode == "REGISTRY_ONLY":
+        return naming.BLACKHOLE_CLUSTER
+    return naming.PASSTHROUGH_CLUSTER
+
+
+def _outbound_listeners(view: ProxyView) -> list[Any]:
+    none_mode = view.proxy.interception_mode is InterceptionMode.NONE
+    entries: dict[tuple[str, int], _Entry] = {}
+    for egress in view.scope.egress:
+        bind_to_port = (
+            none_mode or egress.capture_mode == "NONE" or egress.bind.startswith("unix://")
+        )
+        bind = egress.bind or (local_bind(view) if bind_to_port else "")
+        if not egress.is_catch_all:
+            for svc in egress.services:
+                _add_service_port(
+                    view, entries, svc, egress.port, egress.protocol, bind, bind_to_port
+                )
+            continue
+        for entry in entries.values():
+            entry.locked = True
+        for svc in egress.services:
+            for port in svc.ports:
+                if port.protocol is Protocol.UDP:
+                    continue
+                _add_service_port(view, entries, svc, port.port, port.protocol, bind, bind_to_port)
+    return [_finish(view, entry) for entry in entries.values()]
+
+
+def _add_service_port(
+    view: ProxyView,
+    entries: dict[tuple[str, int], _Entry],
+    svc: Service,
+    port: int,
+    protocol: Protocol,
+    bind: str,
+    bind_to_port: bool,
+) -> None:
+    cluster = naming.outbound_cluster(port, "", svc.hostname)
+    if protocol.is_http:
+        address = bind or WILDCARD
+    else:
+        address = bind or (svc.address if svc.has_vip else WILDCARD)
+    key = (address, port)
+    current = entries.get(key)
+    if current is not None and current.locked:
+        return
+    if protocol.is_http:
+        if current is not None:
+            if current.protocol.is_tcp:
+                current.chains.append(_http_chain(port, match_alpn=True))
+                current.protocol = Protocol.UNSUPPORTED
+            return
+        entry = _Entry(address, port, Protocol.HTTP, bind_to_port)
+        entry.chains.append(_http_chain(port, match_alpn=address == WILDCARD))
+        if address == WILDCARD:
+            entry.protocol = Protocol.UNSUPPORTED
+        entries[key] = entry
+        return
+    if protocol.is_tcp:
+        if current is not None:
+            return  # the first service on this address and port keeps it (Istio reports a conflict)
+        entry = _Entry(address, port, Protocol.TCP, bind_to_port)
+        entry.chains.append(_Chain(cluster=cluster))
+        entries[key] = entry
+        return
+    # Protocol sniffing: an HTTP chain (selected by ALPN) and a TCP chain.
+    if current is not None:
+        return
+    rds = (
+        naming.sniffed_route_name(svc.hostname, port)
+        if address != WILDCARD
+        else naming.sidecar_http_route_name(port)
+    )
+    entry = _Entry(address, port, Protocol.UNSUPPORTED, bind_to_port)
+    entry.chains.append(
+        _Chain(rds=rds, alpns=PLAINTEXT_HTTP_ALPNS, transport="raw_buffer")
+    )
+    entry.chains.append(_Chain(cluster=cluster))
+    entries[key] = entry
+
+
+def _http_chain(port: int, match_alpn: bool) -> _Chain:
+    if match_alpn:
+        return _Chain(
+            rds=naming.sidecar_http_route_name(port),
+            alpns=PLAINTEXT_HTTP_ALPNS,
+            transport="raw_buffer",
+        )
+    return _Chain(rds=naming.sidecar_http_route_name(port))
+
+
+def _finish(view: ProxyView, entry: _Entry) -> Any:
+    name = naming.listener_name(entry.bind, entry.port)
+    listener = new_listener(name, entry.bind, entry.port, OUTBOUND, entry.bind_to_port)
+    needs_inspector = any(c.alpns for c in entry.chains)
+    if needs_inspector:
+        listener.listener_filters.append(http_inspector_filter())
+        listener.listener_filters_timeout.CopyFrom(
+            duration(view.push.mesh.protocol_detection_timeout)
+        )
+    else:
+        listener.listener_filters_timeout.CopyFrom(duration(None))
+    access_log = view.push.mesh.access_log_file
+    default_chain = None
+    chains = []
+    for spec in entry.chains:
+        chain = listener_components_pb2.FilterChain()
+        if spec.rds:
+            manager = http_connection_manager(
+                naming.stat_prefix(f"outbound_{name}"), rds=spec.rds, access_log_path=access_log
+            )
+            chain.filters.append(hcm_filter(manager))
+        else:
+            chain.filters.append(tcp_proxy_filter(spec.cluster))
+        if spec.alpns or spec.transport:
+            chain.filter_chain_match.application_protocols.extend(spec.alpns)
+            if spec.transport:
+                chain.filter_chain_match.transport_protocol = spec.transport
+            chains.append(chain)
+        elif default_chain is None:
+            default_chain = chain
+    if chains and default_chain is not None:
+        listener.filter_chains.extend(chains)
+        listener.default_filter_chain.CopyFrom(default_chain)
+    elif default_chain is not None:
+        listener.filter_chains.append(default_chain)
+    else:
+        listener.filter_chains.extend(chains)
+        fallthrough = listener_components_pb2.FilterChain(name="PassthroughFilterChain")
+        fallthrough.filter_chain_match.SetInParent()
+        cluster = _fallthrough_cluster(view)
+        fallthrough.filters.append(tcp_proxy_filter(cluster))
+        listener.default_filter_chain.CopyFrom(fallthrough)
+    return listener
+
+
+def _virtual_outbound(view: ProxyView) -> Any:
+    mesh = view.push.mesh
+    listener = new_listener(
+        naming.VIRTUAL_OUTBOUND_LISTENER, WILDCARD, mesh.proxy_listen_port, OUTBOUND
+    )
+    listener.use_original_dst.value = True
+    blackhole = listener.filter_chains.add(name=naming.VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN)
+    blackhole.filter_chain_match.destination_port.value = mesh.proxy_listen_port
+    blackhole.filters.append(
+        tcp_proxy_filter(naming.BLACKHOLE_CLUSTER, stat_prefix=naming.BLACKHOLE_CLUSTER)
+    )
+    catch_all = listener.filter_chains.add(name=naming.VIRTUAL_OUTBOUND_CATCHALL_CHAIN)
+    cluster = _fallthrough_cluster(view)
+    catch_all.filters.append(tcp_proxy_filter(cluster, stat_prefix=cluster))
+    return listener
+
+
+# ---- inbound ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _InboundPort:
+    port: int
+    protocol: Protocol
+    cluster: str
+    operation: str
+    bind: str
+    bind_to_port: bool
+
+
+def _inbound_ports(view: ProxyView, none_mode: bool) -> list[_InboundPort]:
+    ingress = view.scope.ingress
+    out: dict[int, _InboundPort] = {}
+    if ingress:
+        for listener in ingress:
+            number = int(listener.port.number)
+            if number in out:
+                continue
+            capture = str(listener.capture_mode or "DEFAULT")
+            bind_to_port = none_mode if capture == "DEFAULT" else capture == "NONE"
+            scope_host = f"{view.scope.name}.{view.scope.namespace}"
+            out[number] = _InboundPort(
+                number,
+                Protocol.parse(listener.port.protocol),
+                naming.inbound_cluster(number),
+                f"{scope_host}:{number}/*",
+                listener.bind or wildcard_bind(view),
+                bind_to_port,
+            )
+        return [out[k] for k in sorted(out)]
+    if none_mode:
+        return []
+    for target in view.targets:
+        if target.target_port in out:
+            continue
+        out[target.target_port] = _InboundPort(
+            target.target_port,
+            target.protocol,
+            naming.inbound_cluster(target.target_port),
+            f"{target.hostname}:{target.port}/*",
+            WILDCARD,
+            False,
+        )
+    return [out[k] for k in sorted(out)]
+
+
+def _inbound_listeners(view: ProxyView, none_mode: bool) -> list[Any]:
+    out: list[Any] = []
+    virtual_chains: list[Any] = []
+    for p in _inbound_ports(view, none_mode):
+        if p.bind_to_port:
+            name = naming.listener_name(p.bind, p.port)
+            listener = new_listener(name, p.bind, p.port, INBOUND)
+            listener.filter_chains.append(
+                _inbound_port_chain(view, p, match_port=False)
+            )
+            out.append(listener)
+        else:
+            virtual_chains.append(_inbound_port_chain(view, p, match_port=True))
+    if not none_mode:
+        out.insert(0, _virtual_inbound(view, virtual_chains))
+    return out
+
+
+def _inbound_port_chain(view: ProxyView, p: _InboundPort, match_port: bool) -> Any:
+    protocol = p.protocol if not p.protocol.is_unsupported else Protocol.TCP
+    if p.protocol.is_unsupported and match_port:
+        # Sniffed inbound ports: HTTP when the inspector says so, else TCP (chain order).
+        protocol = Protocol.HTTP
+    chain = inbound_chain(view, p.port, protocol, p.cluster, p.operation, match_port)
+    if p.protocol.is_unsupported and match_port:
+        chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+        chain.filter_chain_match.transport_protocol = "raw_buffer"
+    return chain
+
+
+def _virtual_inbound(view: ProxyView, port_chains: list[Any]) -> Any:
+    mesh = view.push.mesh
+    listener = new_listener(
+        naming.VIRTUAL_INBOUND_LISTENER, WILDCARD, mesh.proxy_inbound_listen_port, INBOUND
+    )
+    listener.listener_filters.append(original_dst_filter())
+    listener.listener_filters.append(http_inspector_filter())
+    listener.listener_filters_timeout.CopyFrom(duration(mesh.protocol_detection_timeout))
+    blackhole = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_BLACKHOLE_CHAIN)
+    blackhole.filter_chain_match.destination_port.value = mesh.proxy_inbound_listen_port
+    blackhole.filters.append(
+        tcp_proxy_filter(naming.BLACKHOLE_CLUSTER, stat_prefix=naming.BLACKHOLE_CLUSTER)
+    )
+    # Passthrough: plaintext HTTP, then anything else as TCP.
+    http = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN)
+    http.filter_chain_match.transport_protocol = "raw_buffer"
+    http.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+    manager = http_connection_manager(
+        naming.stat_prefix(naming.INBOUND_PASSTHROUGH_CLUSTER),
+        route_config=_passthrough_route(),
+        forward_client_cert=True,
+        access_log_path=mesh.access_log_file,
+    )
+    http.filters.append(hcm_filter(manager))
+    tcp = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_LISTENER)
+    tcp.filter_chain_match.transport_protocol = "raw_buffer"
+    tcp.filters.append(
+        tcp_proxy_filter(
+            naming.INBOUND_PASSTHROUGH_CLUSTER, stat_prefix=naming.INBOUND_PASSTHROUGH_CLUSTER
+        )
+    )
+    listener.filter_chains.extend(port_chains)
+    return listener
+
+
+def _passthrough_route() -> Any:
+    cluster = naming.INBOUND_PASSTHROUGH_CLUSTER
+    return inbound_route_config(cluster, 0, Protocol.HTTP, f"{cluster}/*")

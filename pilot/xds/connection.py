@@ -1,0 +1,303 @@
+"""One ADS stream's state and its responses, for SotW and Delta, without any socket.
+
+`Connection.on_request` and `Connection.on_push` return the serialized responses to write, in
+order; the gRPC layer only writes them. Every response is computed from one PushContext, so a
+proxy never sees a mix of two snapshots in one response.
+
+What is sent follows from content-hash versions:
+- SotW wildcard types (CDS, LDS) always carry the full set, and are sent only when the set's
+  version differs from what the stream last sent;
+- SotW explicit types (EDS, RDS) carry only resources whose version differs from what was
+  sent (omission is not deletion for them), plus any names just subscribed;
+- Delta sends changed resources and `removed_resources`;
+- a reconnecting proxy that reports what it has (SotW `version_info`, Delta
+  `initial_resource_versions`) and is up to date is sent nothing.
+Clusters that were (re)sent need their load assignment again to finish warming, so their EDS
+names are forced into the next EDS response (Istio's AlwaysRespond, envoyproxy/envoy#13009).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pilot.model.proxy import Proxy
+from pilot.model.proxy_view import ProxyView, proxy_view
+from pilot.model.push_context import PushContext
+from pilot.model.push_request import PushRequest
+from pilot.xds.generators.base import Generator
+from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
+from pilot.xds.wire import BuiltResource, delta_response, set_version, sotw_response
+from pkg.xds import typeurls
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SendRecord:
+    """What one response carried (for logs, metrics and debug)."""
+
+    type_url: str
+    nonce: str
+    version: str
+    resources: int
+    bytes: int
+    removed: int = 0
+    reason: str = ""
+
+
+@dataclass
+class ConnectionStats:
+    connected_at: float = field(default_factory=time.time)
+    pushes: int = 0
+    responses: int = 0
+    bytes_sent: int = 0
+    nacks: int = 0
+    last_sends: list[SendRecord] = field(default_factory=list)
+
+
+class Connection:
+    def __init__(
+        self,
+        conn_id: str,
+        proxy: Proxy,
+        peer: str,
+        delta: bool,
+        generators: Mapping[str, Generator],
+        push_context: Callable[[], PushContext],
+    ) -> None:
+        self.id = conn_id
+        self.proxy = proxy
+        self.peer = peer
+        self.delta = delta
+        self.watches: dict[str, WatchState] = {}
+        self.stats = ConnectionStats()
+        self._generators = generators
+        self._push_context = push_context
+        self._nonce_counter = 0
+
+    # ---- requests ---------------------------------------------------------------------
+
+    def on_sotw_request(self, request: Any) -> list[bytes]:
+        type_url = request.type_url
+        state, decision = classify_sotw(
+            self.watches.get(type_url),
+            type_url=type_url,
+            names=request.resource_names,
+            nonce=request.response_nonce,
+            version=request.version_info,
+            error_message=request.error_detail.message if request.HasField("error_detail") else "",
+            error_code=request.error_detail.code if request.HasField("error_detail") else 0,
+        )
+        self.watches[type_url] = state
+        self._log_decision(type_url, decision, request.response_nonce)
+        if decision.kind is RequestKind.NACK:
+            self.stats.nacks += 1
+            log.warning(
+                "ADS:%s: NACK node=%s nonce=%s version=%s: %s",
+                typeurls.short_name(type_url),
+                self.proxy.id,
+                request.response_nonce,
+                request.version_info,
+                state.nack.message if state.nack else "",
+            )
+        if not decision.respond or type_url not in self._generators:
+            if decision.kind is RequestKind.UNSUBSCRIBE:
+                del self.watches[type_url]
+            return []
+        push = self._push_context()
+        view = proxy_view(self.proxy, push)
+        client_version = request.version_info if decision.kind is RequestKind.INITIAL else ""
+        out = self._respond_sotw(view, state, decision.added, client_version, reason="request")
+        return out
+
+    def on_delta_request(self, request: Any) -> list[bytes]:
+        type_url = request.type_url
+        state, decision = classify_delta(
+            self.watches.get(type_url),
+            type_url=type_url,
+            subscribe=request.resource_names_subscribe,
+            unsubscribe=request.resource_names_unsubscribe,
+            initial_versions=dict(request.initial_resource_versions),
+            nonce=request.response_nonce,
+            error_message=request.error_detail.message if request.HasField("error_detail") else "",
+            error_code=request.error_detail.code if request.HasField("error_detail") else 0,
+        )
+        self.watches[type_url] = state
+        self._log_decision(type_url, decision, request.response_nonce)
+        if decision.kind is RequestKind.NACK:
+            self.stats.nacks += 1
+            log.warning(
+                "ADS:%s: NACK node=%s nonce=%s: %s",
+                typeurls.short_name(type_url),
+                self.proxy.id,
+                request.response_nonce,
+                state.nack.message if state.nack else "",
+            )
+        if not decision.respond or type_url not in self._generators:
+            return []
+        push = self._push_context()
+        view = proxy_view(self.proxy, push)
+        return self._respond_delta(view, state, reason="request")
+
+    def _log_decision(self, type_url: str, decision: Decision, nonce: str) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "ADS:%s: %s node=%s nonce=%s added=%d removed=%d respond=%s",
+                typeurls.short_name(type_url),
+                decision.kind.value,
+                self.proxy.id,
+                nonce,
+                len(decision.added),
+                len(decision.removed),
+                decision.respond,
+            )
+
+    # ---- pushes ------------------------------------------------------------------------
+
+    def on_push(self, req: PushRequest) -> list[bytes]:
+        push = req.push or self._push_context()
+        view = proxy_view(self.proxy, push)
+        self.stats.pushes += 1
+        out: list[bytes] = []
+        for type_url in typeurls.PUSH_ORDER:
+            state = self.watches.get(type_url)
+            generator = self._generators.get(type_url)
+            if state is None or generator is None:
+                continue
+            if not state.force and not generator.needs_push(req):
+                continue
+            if self.delta:
+                out.extend(self._respond_delta(view, state, reason="push"))
+            else:
+                out.extend(self._respond_sotw(view, state, frozenset(), "", reason="push"))
+        return out
+
+    # ---- response building -------------------------------------------------------------
+
+    def _nonce(self) -> str:
+        self._nonce_counter += 1
+        return f"{self._nonce_counter}-{uuid.uuid4().hex[:12]}"
+
+    def _names(self, state: WatchState) -> frozenset[str] | None:
+        return None if state.wildcard else frozenset(state.names)
+
+    def _respond_sotw(
+        self,
+        view: ProxyView,
+        state: WatchState,
+        added: frozenset[str],
+        client_version: str,
+        reason: str,
+    ) -> list[bytes]:
+        generator = self._generators[state.type_url]
+        resources = generator.generate(view, self._names(state))
+        version = set_version((r.name, r.version) for r in resources)
+        wildcard_type = state.type_url in typeurls.WILDCARD_TYPES
+        if client_version and client_version == version:
+            # A reconnecting proxy that already has exactly this: send nothing.
+            state.sent = {r.name: r.version for r in resources}
+            state.version_sent = version
+            state.version_acked = version
+            state.force.clear()
+            return []
+        if wildcard_type:
+            if version == state.version_sent and not state.force and reason == "push":
+                return []
+            to_send = resources
+        else:
+            to_send = [
+                r
+                for r in resources
+                if state.sent.get(r.name) != r.version or r.name in added or r.name in state.force
+            ]
+            if not to_send and not (reason == "request" and state.nonce_sent == ""):
+                return []
+        changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
+        nonce = self._nonce()
+        payload = sotw_response(state.type_url, version, nonce, to_send)
+        if wildcard_type:
+            state.sent = {r.name: r.version for r in resources}
+        else:
+            for r in to_send:
+                state.sent[r.name] = r.version
+        state.force.clear()
+        self._record_send(state, nonce, version, to_send, 0, payload, reason)
+        state.version_sent = version
+        self._after_send(state.type_url, changed)
+        return [payload]
+
+    def _respond_delta(self, view: ProxyView, state: WatchState, reason: str) -> list[bytes]:
+        generator = self._generators[state.type_url]
+        resources = generator.generate(view, self._names(state))
+        current = {r.name: r for r in resources}
+        to_send = [
+            r for r in resources if state.sent.get(r.name) != r.version or r.name in state.force
+        ]
+        if state.wildcard:
+            removed = sorted(name for name in state.sent if name not in current)
+        else:
+            removed = sorted(
+                name for name in state.sent if name in state.names and name not in current
+            )
+        if not to_send and not removed:
+            state.force.clear()
+            return []
+        changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
+        nonce = self._nonce()
+        version = set_version((r.name, r.version) for r in resources)
+        payload = delta_response(state.type_url, version, nonce, to_send, removed)
+        for r in to_send:
+            state.sent[r.name] = r.version
+        for name in removed:
+            state.sent.pop(name, None)
+        state.force.clear()
+        state.outstanding[nonce] = tuple(r.name for r in to_send)
+        if len(state.outstanding) > 64:
+            # Keep the attribution map bounded: drop the oldest entries.
+            for old in list(state.outstanding)[: len(state.outstanding) - 64]:
+                del state.outstanding[old]
+        self._record_send(state, nonce, version, to_send, len(removed), payload, reason)
+        state.version_sent = version
+        self._after_send(state.type_url, changed)
+        return [payload]
+
+    def _after_send(self, type_url: str, changed: list[str]) -> None:
+        if type_url != typeurls.CLUSTER or not changed:
+            return
+        eds = self.watches.get(typeurls.ENDPOINT)
+        if eds is not None:
+            eds.force.update(name for name in changed if name in eds.names or eds.wildcard)
+
+    def _record_send(
+        self,
+        state: WatchState,
+        nonce: str,
+        version: str,
+        sent: list[BuiltResource],
+        removed: int,
+        payload: bytes,
+        reason: str,
+    ) -> None:
+        state.nonce_sent = nonce
+        state.last_sent_at = time.time()
+        self.stats.responses += 1
+        self.stats.bytes_sent += len(payload)
+        record = SendRecord(state.type_url, nonce, version, len(sent), len(payload), removed, reason)
+        self.stats.last_sends.append(record)
+        del self.stats.last_sends[:-16]
+        log.info(
+            "%s: %s for node:%s resources:%d removed:%d size:%dB version:%s nonce:%s",
+            typeurls.short_name(state.type_url),
+            "PUSH" if reason == "push" else "RESPONSE",
+            self.proxy.id,
+            len(sent),
+            removed,
+            len(payload),
+            version,
+            nonce,
+        )

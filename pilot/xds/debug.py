@@ -1,0 +1,244 @@
+"""istiod's HTTP endpoints: /ready, /version and the /debug/* handlers (aiohttp).
+
+Shapes follow istiod (istio-facts.md §1.2): syncz is a list of SyncStatus objects with nonces,
+adsz lists clients and their watches, config_dump is an Envoy ConfigDump of what istiod would
+send, configz lists every object as a Kubernetes object, registryz every service. Debug handlers
+answer only loopback callers until authenticated access exists.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from pilot.model.push_context import PushContext
+from pilot.xds.config_dump import build_config_dump, to_json
+from pilot.xds.connection import Connection
+from pilot.xds.server import DiscoveryServer
+from pkg.xds import typeurls
+
+VERSION = "1.28.0-pyistio"
+
+_SHORT_FIELDS = {
+    typeurls.CLUSTER: "cluster",
+    typeurls.LISTENER: "listener",
+    typeurls.ROUTE: "route",
+    typeurls.ENDPOINT: "endpoint",
+    typeurls.EXTENSION_CONFIG: "extensionconfig",
+}
+
+
+def _json(data: Any, request: web.Request) -> web.Response:
+    indent = 2 if "pretty" in request.query else None
+    return web.Response(
+        text=json.dumps(data, indent=indent, sort_keys=False, default=str),
+        content_type="application/json",
+    )
+
+
+def _loopback_only(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        peer = request.remote or ""
+        try:
+            allowed = ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            allowed = peer == ""
+        if not allowed:
+            return web.Response(status=401, text="debug endpoints are for loopback callers\n")
+        return await handler(request)
+
+    return guarded
+
+
+class DebugApp:
+    """Builds the aiohttp application; `extra` providers fill /debug/configz problems etc."""
+
+    def __init__(
+        self,
+        server: DiscoveryServer,
+        configz: Callable[[], list[dict[str, Any]]],
+        problems: Callable[[], list[str]],
+        ready: Callable[[], bool],
+    ) -> None:
+        self.server = server
+        self._configz = configz
+        self._problems = problems
+        self._ready = ready
+        self.started = time.time()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        r = app.router
+        r.add_get("/ready", self.ready)
+        r.add_get("/version", self.version)
+        debug = {
+            "/debug": self.index,
+            "/debug/syncz": self.syncz,
+            "/debug/adsz": self.adsz,
+            "/debug/config_dump": self.config_dump,
+            "/debug/configz": self.configz,
+            "/debug/registryz": self.registryz,
+            "/debug/push_status": self.push_status,
+            "/debug/connections": self.connections,
+        }
+        for path, handler in debug.items():
+            r.add_get(path, _loopback_only(handler))
+        return app
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self._ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    async def version(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "version": VERSION,
+                "revision": "default",
+                "python_version": platform.python_version(),
+                "status": "Clean",
+                "tag": VERSION,
+            },
+            request,
+        )
+
+    async def index(self, request: web.Request) -> web.Response:
+        paths = sorted(str(res.canonical) for res in request.app.router.resources())
+        return _json([p for p in paths if p.startswith("/debug/")], request)
+
+    def _push(self) -> PushContext | None:
+        return self.server.push_context if self.server.ready else None
+
+    async def syncz(self, request: web.Request) -> web.Response:
+        namespace = request.query.get("namespace")
+        out = []
+        for conn in self.server.connections():
+            if namespace and conn.proxy.namespace != namespace:
+                continue
+            out.append(sync_status(conn))
+        return _json(out, request)
+
+    async def adsz(self, request: web.Request) -> web.Response:
+        if request.query.get("push") == "true":
+            count = self.server.push_all()
+            return web.Response(text=f"Pushed to {count} servers\n")
+        proxy_id = request.query.get("proxyID", "")
+        clients = []
+        for conn in self.server.connections():
+            if proxy_id and proxy_id not in conn.id:
+                continue
+            clients.append(
+                {
+                    "connectionId": conn.id,
+                    "connectedAt": _rfc3339(conn.stats.connected_at),
+                    "address": conn.peer,
+                    "labels": dict(conn.proxy.labels),
+                    "metadata": dict(conn.proxy.metadata),
+                    "locality": conn.proxy.locality,
+                    "delta": conn.delta,
+                    "watches": {t: sorted(w.names) for t, w in conn.watches.items()},
+                }
+            )
+        return _json({"totalClients": len(clients), "clients": clients}, request)
+
+    async def connections(self, request: web.Request) -> web.Response:
+        clients = [
+            {
+                "connectionId": c.id,
+                "connectedAt": _rfc3339(c.stats.connected_at),
+                "address": c.peer,
+            }
+            for c in self.server.connections()
+        ]
+        return _json({"totalClients": len(clients), "clients": clients}, request)
+
+    async def config_dump(self, request: web.Request) -> web.Response:
+        proxy_id = request.query.get("proxyID")
+        if not proxy_id:
+            return web.Response(status=400, text="You must provide a proxyID in the query string")
+        conn = _find(self.server.connections(), proxy_id)
+        push = self._push()
+        if conn is None or push is None:
+            return web.Response(
+                status=404,
+                text="Proxy not connected to this Pilot instance. "
+                "It may be connected to another instance.",
+            )
+        types_param = request.query.get("types", "")
+        types = [t for t in types_param.split(",") if t] or None
+        dump = build_config_dump(
+            conn, push, types, include_eds="include_eds" in request.query
+        )
+        return _json(to_json(dump), request)
+
+    async def configz(self, request: web.Request) -> web.Response:
+        return _json(self._configz(), request)
+
+    async def registryz(self, request: web.Request) -> web.Response:
+        push = self._push()
+        services = push.services.services if push is not None else ()
+        out = []
+        for svc in services:
+            data = asdict(svc)
+            data["ports"] = [
+                {"name": p.name, "port": p.port, "protocol": str(p.protocol)} for p in svc.ports
+            ]
+            data["source"] = str(svc.source) if svc.source else None
+            data["export_to"] = sorted(svc.export_to)
+            out.append(data)
+        return _json(out, request)
+
+    async def push_status(self, request: web.Request) -> web.Response:
+        push = self._push()
+        return _json(
+            {
+                "version": push.version if push is not None else "",
+                "problems": self._problems() + (list(push.errors) if push else []),
+            },
+            request,
+        )
+
+
+def _find(connections: list[Connection], proxy_id: str) -> Connection | None:
+    for conn in connections:
+        if proxy_id in conn.id or proxy_id == conn.proxy.id or proxy_id == conn.proxy.name:
+            return conn
+    return None
+
+
+def _rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def sync_status(conn: Connection) -> dict[str, Any]:
+    """Istio's SyncStatus: sent/acked nonces per type and a per-type-URL resources map."""
+    out: dict[str, Any] = {
+        "cluster_id": conn.proxy.cluster_id,
+        "proxy": conn.proxy.id.split("~")[2] if conn.proxy.id.count("~") == 3 else conn.proxy.id,
+        "proxy_type": conn.proxy.type.value,
+        "proxy_version": conn.proxy.istio_version,
+        "istio_version": VERSION,
+    }
+    resources: dict[str, Any] = {}
+    for type_url, state in conn.watches.items():
+        short = _SHORT_FIELDS.get(type_url)
+        if short:
+            out[f"{short}_sent"] = state.nonce_sent
+            out[f"{short}_acked"] = state.nonce_acked
+        resources[type_url] = {
+            "sent": state.nonce_sent,
+            "acked": state.nonce_acked,
+            "sentTime": _rfc3339(state.last_sent_at) if state.last_sent_at else "",
+            "lastError": state.nack.message if state.nack is not None else "",
+        }
+    out["resources"] = resources
+    return out

@@ -1,0 +1,86 @@
+"""CDS generator: clusters, shared across proxies whose inputs are equal within a push."""
+
+from __future__ import annotations
+
+from pilot.model.proxy_view import ProxyView
+from pilot.model.push_request import PushRequest
+from pilot.networking.cluster import (
+    blackhole_cluster,
+    build_inbound_clusters,
+    build_outbound_clusters,
+    inbound_passthrough_cluster,
+    passthrough_cluster,
+)
+from pilot.xds.generators.base import affected_by, select
+from pilot.xds.wire import BuiltResource
+from pkg.config.model import Kind
+from pkg.xds import typeurls
+
+_IGNORED = frozenset(
+    {
+        Kind.GATEWAY,
+        Kind.WORKLOAD_ENTRY,
+        Kind.WORKLOAD_GROUP,
+        Kind.AUTHORIZATION_POLICY,
+        Kind.REQUEST_AUTHENTICATION,
+        Kind.SECRET,
+        Kind.TELEMETRY,
+        Kind.WASM_PLUGIN,
+        Kind.PROXY_CONFIG,
+        Kind.ENDPOINTS,
+    }
+)
+
+
+class CdsGenerator:
+    type_url = typeurls.CLUSTER
+
+    def needs_push(self, req: PushRequest) -> bool:
+        return affected_by(req, _IGNORED)
+
+    def generate(self, view: ProxyView, names: frozenset[str] | None) -> list[BuiltResource]:
+        push = view.push
+        out: list[BuiltResource] = []
+        for svc in view.scope.services:
+            dr = push.destination_rule(view.namespace, svc, view.labels)
+            key = (
+                "cds-outbound",
+                svc.hostname,
+                svc.namespace,
+                svc.ports,
+                dr.sources if dr is not None else None,
+                view.is_router,
+            )
+            out.extend(
+                push.memo(
+                    key,
+                    lambda svc=svc: [  # type: ignore[misc]
+                        BuiltResource.pack(c.name, c) for c in build_outbound_clusters(view, svc)
+                    ],
+                )
+            )
+        fixed = push.memo(
+            ("cds-fixed", view.is_router),
+            lambda: [
+                BuiltResource.pack(c.name, c)
+                for c in (
+                    [blackhole_cluster(view)]
+                    if view.is_router
+                    else [
+                        blackhole_cluster(view),
+                        passthrough_cluster(view),
+                        inbound_passthrough_cluster(view),
+                    ]
+                )
+            ],
+        )
+        out.extend(fixed)
+        if not view.is_router:
+            out.extend(BuiltResource.pack(c.name, c) for c in build_inbound_clusters(view))
+        seen: set[str] = set()
+        unique = []
+        for r in out:
+            if r.name not in seen:
+                seen.add(r.name)
+                unique.append(r)
+        return select(unique, names)

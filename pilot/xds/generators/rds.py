@@ -1,0 +1,52 @@
+"""RDS generator: route configurations by name (a port for sidecars, `http.<port>` for
+gateways)."""
+
+from __future__ import annotations
+
+from pilot.model.proxy_view import ProxyView
+from pilot.model.push_request import PushRequest
+from pilot.networking.route_config import build_gateway_route_config, build_sidecar_route_config
+from pilot.xds.generators.base import affected_by
+from pilot.xds.wire import BuiltResource
+from pkg.config.model import Kind
+from pkg.xds import typeurls
+
+_IGNORED = frozenset(
+    {
+        Kind.WORKLOAD_ENTRY,
+        Kind.WORKLOAD_GROUP,
+        Kind.AUTHORIZATION_POLICY,
+        Kind.REQUEST_AUTHENTICATION,
+        Kind.PEER_AUTHENTICATION,
+        Kind.SECRET,
+        Kind.WASM_PLUGIN,
+        Kind.TELEMETRY,
+        Kind.PROXY_CONFIG,
+        Kind.ENDPOINTS,
+    }
+)
+
+
+class RdsGenerator:
+    type_url = typeurls.ROUTE
+
+    def needs_push(self, req: PushRequest) -> bool:
+        return affected_by(req, _IGNORED)
+
+    def generate(self, view: ProxyView, names: frozenset[str] | None) -> list[BuiltResource]:
+        if names is None:
+            return []  # RDS is never wildcard
+        push = view.push
+        out = []
+        labels = tuple(sorted(view.labels.items()))
+        for name in sorted(names):
+            if view.is_router:
+                key: tuple[object, ...] = ("rds-gw", name, id(view.gateway), view.namespace)
+                config = push.memo(key, lambda name=name: build_gateway_route_config(view, name))  # type: ignore[misc]
+            else:
+                key = ("rds", name, id(view.scope), view.namespace, labels)
+                config = push.memo(key, lambda name=name: build_sidecar_route_config(view, name))  # type: ignore[misc]
+            if config is None:
+                continue
+            out.append(BuiltResource.pack(name, config))
+        return out

@@ -1,0 +1,38 @@
+"""Prometheus metrics with Istio's names, served at /metrics.
+
+A dedicated registry per process (not the library's global one), so tests and several istiod
+instances in one interpreter do not collide.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+XDS_CLIENTS = Gauge(
+    "pilot_xds", "Number of endpoints connected to this pilot using XDS.", ["version"],
+    registry=REGISTRY,
+)  # fmt: skip
+XDS_PUSHES = Counter(
+    "pilot_xds_pushes", "Pilot build and send errors for lds, rds, cds and eds.", ["type"],
+    registry=REGISTRY,
+)  # fmt: skip
+XDS_REJECTS = Counter(
+    "pilot_total_xds_rejects", "Total number of XDS responses from pilot rejected by proxy.",
+    ["type"], registry=REGISTRY,
+)  # fmt: skip
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = generate_latest(REGISTRY)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def metrics_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("", _metrics)
+    app.router.add_get("/", _metrics)
+    return app

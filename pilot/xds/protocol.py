@@ -1,0 +1,207 @@
+"""The xDS request state machine, free of sockets and generators (sans-IO).
+
+`classify_sotw` and `classify_delta` take the per-type `WatchState` of a stream and one request,
+update the state, and say what the request was and which names (if any) need a response. What
+they encode is measured behaviour of Envoy 1.40 and grpcio (../shared/reference/
+envoy-xds-field-notes.md) and Istio's `ShouldRespond`:
+
+- a request whose nonce is not the latest we sent is STALE and ignored (SotW);
+- `error_detail` makes a NACK: recorded, never answered (an answer would loop);
+- the latest nonce without an error is an ACK; its resource names are still compared, because
+  subscription changes ride on ACKs;
+- names added to a non-wildcard subscription are answered; names removed are forgotten (and,
+  in Delta, their sent versions too, so a later re-subscription is answered).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pkg.xds.typeurls import WILDCARD_TYPES
+
+WILDCARD_NAME = "*"
+
+
+class RequestKind(Enum):
+    INITIAL = "initial"  # first request of this type on the stream
+    ACK = "ack"
+    NACK = "nack"
+    STALE = "stale"  # a nonce that is not the latest: ignored
+    UPDATE = "update"  # subscription change (or a request with no nonce)
+    UNSUBSCRIBE = "unsubscribe"  # SotW: empty names on a non-wildcard type
+
+
+@dataclass(slots=True)
+class NackInfo:
+    nonce: str
+    version: str
+    message: str
+    code: int
+    at: float
+    # Delta: the names carried by the rejected response (empty when unknown).
+    names: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class WatchState:
+    """What one stream subscribed to and was sent, for one type. Owned by one connection."""
+
+    type_url: str
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    # name → version of everything sent on this stream (what the proxy has or is applying).
+    sent: dict[str, str] = field(default_factory=dict)
+    nonce_sent: str = ""
+    nonce_acked: str = ""
+    version_sent: str = ""  # SotW version_info of the last response
+    version_acked: str = ""
+    last_sent_at: float = 0.0
+    last_acked_at: float = 0.0
+    nack: NackInfo | None = None
+    # Names that must be answered on the next generation even if unchanged (EDS of clusters that
+    # were just re-sent: they warm again and wait for their load assignment).
+    force: set[str] = field(default_factory=set)
+    # Delta: nonce → names carried by that response (to attribute ACK/NACK).
+    outstanding: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    requests: int = 0
+
+    @property
+    def synced(self) -> bool:
+        return bool(self.nonce_sent) and self.nonce_sent == self.nonce_acked
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    kind: RequestKind
+    # Respond at all? For SotW wildcard types a response is always the full set.
+    respond: bool
+    # Names the client newly asked for (empty for wildcard / nothing new).
+    added: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+
+
+def _is_wildcard_request(type_url: str, names: Iterable[str], first: bool) -> bool:
+    names = list(names)
+    if WILDCARD_NAME in names:
+        return True
+    return first and not names and type_url in WILDCARD_TYPES
+
+
+def classify_sotw(
+    state: WatchState | None,
+    *,
+    type_url: str,
+    names: Iterable[str],
+    nonce: str,
+    version: str,
+    error_message: str = "",
+    error_code: int = 0,
+    now: float | None = None,
+) -> tuple[WatchState, Decision]:
+    """Classify one SotW DiscoveryRequest and update (or create) the watch state."""
+    at = time.monotonic() if now is None else now
+    requested = set(names)
+    if state is None:
+        state = WatchState(type_url=type_url)
+        state.wildcard = _is_wildcard_request(type_url, requested, first=True)
+        state.names = requested - {WILDCARD_NAME}
+        state.requests = 1
+        return state, Decision(RequestKind.INITIAL, True, frozenset(state.names))
+    state.requests += 1
+    if nonce and nonce != state.nonce_sent:
+        return state, Decision(RequestKind.STALE, False)
+    if nonce and (error_message or error_code):
+        state.nack = NackInfo(nonce, version, error_message, error_code, at)
+        return state, Decision(RequestKind.NACK, False)
+    kind = RequestKind.UPDATE
+    if nonce:
+        # The latest nonce and no error: an ACK (grpc sometimes sends the latest nonce with an
+        # older version while changing its subscription; treat the version with care).
+        kind = RequestKind.ACK
+        state.nonce_acked = nonce
+        state.last_acked_at = at
+        if version == state.version_sent:
+            state.version_acked = version
+        state.nack = None
+    wildcard = WILDCARD_NAME in requested or (state.wildcard and not requested)
+    requested.discard(WILDCARD_NAME)
+    if not wildcard and not requested and type_url not in WILDCARD_TYPES:
+        removed = frozenset(state.names)
+        state.names.clear()
+        state.wildcard = False
+        for name in removed:
+            state.sent.pop(name, None)
+        return state, Decision(RequestKind.UNSUBSCRIBE, False, removed=removed)
+    added = frozenset(requested - state.names)
+    removed = frozenset(state.names - requested)
+    wildcard_changed = wildcard != state.wildcard
+    state.wildcard = wildcard
+    state.names = requested
+    for name in removed:
+        state.sent.pop(name, None)
+    respond = bool(added) or wildcard_changed or (not nonce) or bool(state.force)
+    if state.wildcard and (removed or added):
+        respond = True
+    return state, Decision(kind, respond, added, removed)
+
+
+def classify_delta(
+    state: WatchState | None,
+    *,
+    type_url: str,
+    subscribe: Iterable[str],
+    unsubscribe: Iterable[str],
+    initial_versions: Mapping[str, str],
+    nonce: str,
+    error_message: str = "",
+    error_code: int = 0,
+    now: float | None = None,
+) -> tuple[WatchState, Decision]:
+    """Classify one DeltaDiscoveryRequest and update (or create) the watch state."""
+    at = time.monotonic() if now is None else now
+    sub = set(subscribe)
+    unsub = set(unsubscribe)
+    if state is None:
+        state = WatchState(type_url=type_url)
+        state.wildcard = _is_wildcard_request(type_url, sub, first=True)
+        state.names = sub - {WILDCARD_NAME}
+        # What the client says it has (reconnect): treat as sent, so equal versions are skipped.
+        state.sent = dict(initial_versions)
+        state.requests = 1
+        return state, Decision(RequestKind.INITIAL, True, frozenset(state.names))
+    state.requests += 1
+    kind = RequestKind.UPDATE
+    if nonce:
+        carried = state.outstanding.pop(nonce, ())
+        if error_message or error_code:
+            state.nack = NackInfo(nonce, "", error_message, error_code, at, carried)
+            kind = RequestKind.NACK
+        else:
+            if nonce == state.nonce_sent or not state.outstanding:
+                state.nonce_acked = nonce
+                state.last_acked_at = at
+                state.nack = None
+            kind = RequestKind.ACK
+    if WILDCARD_NAME in sub:
+        state.wildcard = True
+        sub.discard(WILDCARD_NAME)
+    if WILDCARD_NAME in unsub:
+        state.wildcard = False
+        unsub.discard(WILDCARD_NAME)
+    added = frozenset(sub - state.names) if not state.wildcard else frozenset(sub)
+    state.names |= sub
+    state.names -= unsub
+    for name in unsub:
+        state.sent.pop(name, None)
+    # Explicitly (re-)subscribed names are always answered: the client asked for them.
+    for name in sub:
+        state.sent.pop(name, None)
+    respond = bool(sub)
+    if kind is RequestKind.NACK:
+        respond = respond and bool(added)
+    if not nonce and not sub and not unsub:
+        respond = True
+    return state, Decision(kind, respond, added, frozenset(unsub))

@@ -1,0 +1,306 @@
+"""DiscoveryServer: the ADS service (SotW and Delta) over grpc.aio, and the push pipeline.
+
+config change ─▶ Debouncer ─▶ _push: new PushContext (or endpoints only) ─▶ PushQueue
+    ─▶ workers (PILOT_PUSH_THROTTLE) ─▶ each stream's own task writes its responses.
+
+Each stream has one task that handles its requests and its pushes in order, so a stream's state
+is only ever touched by that task and a slow proxy only slows itself. Responses are pre-built
+bytes (see wire.py); the gRPC method handlers do no serialization of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import json_format
+
+from pilot.model.endpoint import EndpointIndex
+from pilot.model.proxy import InvalidNodeError, parse_node
+from pilot.model.push_context import PushContext, PushInputs
+from pilot.model.push_request import PushRequest, TriggerReason
+from pilot.xds.connection import Connection
+from pilot.xds.debounce import DebounceSettings, Debouncer
+from pilot.xds.generators import default_generators
+from pilot.xds.generators.base import Generator
+from pilot.xds.push_queue import PushQueue
+
+log = logging.getLogger(__name__)
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+_EOF = object()
+_PUSH = object()
+
+
+class PushInputsSource(Protocol):
+    """Where the server gets its snapshot inputs (the bootstrap's Environment)."""
+
+    def push_inputs(self) -> PushInputs: ...
+
+    def endpoint_index(self) -> EndpointIndex: ...
+
+
+@dataclass(frozen=True, slots=True)
+class XdsSettings:
+    debounce: DebounceSettings = field(default_factory=DebounceSettings)
+    push_throttle: int = 25
+    # How long a push worker waits for one stream to take its push before moving on.
+    push_send_timeout: float = 10.0
+
+
+@dataclass
+class _Stream:
+    connection: Connection
+    inbox: asyncio.Queue[object]
+    pending: PushRequest | None = None
+    push_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class DiscoveryServer:
+    def __init__(
+        self,
+        source: PushInputsSource,
+        settings: XdsSettings | None = None,
+        generators: Mapping[str, Generator] | None = None,
+    ) -> None:
+        self.settings = settings or XdsSettings()
+        self.generators: Mapping[str, Generator] = generators or default_generators()
+        self._source = source
+        self._push_context: PushContext | None = None
+        self._streams: dict[str, _Stream] = {}
+        self._queue: PushQueue[str] = PushQueue()
+        self._ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._debouncer: Debouncer | None = None
+        self.push_listeners: list[Callable[[PushContext, PushRequest], None]] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._push_context is not None
+
+    @property
+    def push_context(self) -> PushContext:
+        if self._push_context is None:
+            raise RuntimeError("no PushContext yet")
+        return self._push_context
+
+    def initialize(self) -> PushContext:
+        """Build the first snapshot (config loaded): streams are served from here on."""
+        self._push_context = PushContext.build(self._source.push_inputs())
+        return self._push_context
+
+    async def start(self) -> None:
+        from pkg.aio import guarded_task
+
+        self._debouncer = Debouncer(self.settings.debounce, self._push)
+        self._tasks.append(guarded_task(self._debouncer.run(), name="xds-debounce"))
+        for i in range(max(1, self.settings.push_throttle)):
+            self._tasks.append(guarded_task(self._push_worker(), name=f"xds-push-{i}"))
+
+    async def stop(self) -> None:
+        self._queue.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks.clear()
+        for stream in list(self._streams.values()):
+            stream.inbox.put_nowait(_EOF)
+
+    # ---- change intake -----------------------------------------------------------------
+
+    def config_update(self, request: PushRequest) -> None:
+        if self._debouncer is None:
+            raise RuntimeError("DiscoveryServer.start() was not called")
+        self._debouncer.submit(request)
+
+    def push_all(self, reason: TriggerReason = TriggerReason.DEBUG) -> int:
+        """Force a full push to every connected proxy (debug `?push=true`)."""
+        request = PushRequest.of((), reason, start=time.monotonic(), forced=True)
+        if self._push_context is not None:
+            request = request.with_push(self._push_context)
+        for conn_id in self._streams:
+            self._queue.enqueue(conn_id, request)
+        return len(self._streams)
+
+    async def _push(self, request: PushRequest) -> None:
+        started = time.monotonic()
+        if request.endpoints_only and self._push_context is not None:
+            push = self._push_context.with_endpoints(self._source.endpoint_index())
+        else:
+            push = PushContext.build(self._source.push_inputs())
+        self._push_context = push
+        request = request.with_push(push)
+        for listener in self.push_listeners:
+            listener(push, request)
+        for conn_id in list(self._streams):
+            self._queue.enqueue(conn_id, request)
+        log.info(
+            "XDS: Pushing Services:%d ConnectedEndpoints:%d Version:%s (built in %.1fms)",
+            len(push.services.services),
+            len(self._streams),
+            push.version,
+            (time.monotonic() - started) * 1000,
+        )
+        # Let streams run between batches of CPU-bound work.
+        await asyncio.sleep(0)
+
+    async def _push_worker(self) -> None:
+        while True:
+            item = await self._queue.dequeue()
+            if item is None:
+                return
+            conn_id, request = item
+            stream = self._streams.get(conn_id)
+            if stream is None:
+                self._queue.remove(conn_id)
+                continue
+            stream.push_done.clear()
+            stream.pending = request
+            stream.inbox.put_nowait(_PUSH)
+            try:
+                await asyncio.wait_for(
+                    stream.push_done.wait(), timeout=self.settings.push_send_timeout
+                )
+            except TimeoutError:
+                log.warning("push to %s is slow; moving on", conn_id)
+            finally:
+                self._queue.mark_done(conn_id)
+
+    # ---- introspection -----------------------------------------------------------------
+
+    def connections(self) -> list[Connection]:
+        return [s.connection for s in self._streams.values()]
+
+    # ---- gRPC ------------------------------------------------------------------------------
+
+    def grpc_handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._stream_sotw,
+                    request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+                    response_serializer=None,
+                ),
+                "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._stream_delta,
+                    request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
+                    response_serializer=None,
+                ),
+            },
+        )
+
+    async def _stream_sotw(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+    ) -> None:
+        await self._stream(requests, context, delta=False)
+
+    async def _stream_delta(
+        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+    ) -> None:
+        await self._stream(requests, context, delta=True)
+
+    async def _read(self, requests: AsyncIterator[Any], inbox: asyncio.Queue[object]) -> None:
+        try:
+            async for request in requests:
+                inbox.put_nowait(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the client went away or sent garbage
+            log.debug("ADS stream read ended: %s", e)
+        finally:
+            inbox.put_nowait(_EOF)
+
+    async def _stream(
+        self,
+        requests: AsyncIterator[Any],
+        context: grpc.aio.ServicerContext[Any, bytes],
+        delta: bool,
+    ) -> None:
+        if self._push_context is None:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "server is not ready to serve discovery information",
+            )
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        reader = asyncio.get_running_loop().create_task(self._read(requests, inbox))
+        stream: _Stream | None = None
+        try:
+            while True:
+                item = await inbox.get()
+                if item is _EOF:
+                    break
+                if item is _PUSH:
+                    if stream is None:
+                        continue
+                    request, stream.pending = stream.pending, None
+                    try:
+                        if request is not None:
+                            for payload in stream.connection.on_push(request):
+                                await context.write(payload)
+                    finally:
+                        stream.push_done.set()
+                    continue
+                if stream is None:
+                    stream = await self._connect(item, context, delta, inbox)
+                conn = stream.connection
+                payloads = conn.on_delta_request(item) if delta else conn.on_sotw_request(item)
+                for payload in payloads:
+                    await context.write(payload)
+        finally:
+            reader.cancel()
+            if stream is not None:
+                self._disconnect(stream)
+
+    async def _connect(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, bytes],
+        delta: bool,
+        inbox: asyncio.Queue[object],
+    ) -> _Stream:
+        node = request.node
+        if not node.id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "missing node information")
+        metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+        locality = "/".join(
+            p for p in (node.locality.region, node.locality.zone, node.locality.sub_zone) if p
+        )
+        try:
+            proxy = parse_node(node.id, metadata, locality)
+        except InvalidNodeError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        conn_id = f"{proxy.name}-{next(self._ids)}"
+        connection = Connection(
+            conn_id, proxy, context.peer(), delta, self.generators, lambda: self.push_context
+        )
+        stream = _Stream(connection, inbox)
+        self._streams[conn_id] = stream
+        log.info(
+            "ADS: new %s connection for node:%s (%s) peer:%s",
+            "delta" if delta else "sotw",
+            proxy.id,
+            conn_id,
+            context.peer(),
+        )
+        return stream
+
+    def _disconnect(self, stream: _Stream) -> None:
+        conn = stream.connection
+        self._streams.pop(conn.id, None)
+        self._queue.remove(conn.id)
+        stream.push_done.set()
+        log.info("ADS: %s closed (node:%s)", conn.id, conn.proxy.id)
