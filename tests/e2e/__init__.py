@@ -1,0 +1,1 @@
+"""End-to-end test harness: real Envoy, istiod, backends and traffic on loopback."""
