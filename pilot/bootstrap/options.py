@@ -65,8 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--http-addr", default="127.0.0.1:8080")
     p.add_argument("--monitoring-addr", default="127.0.0.1:15014")
     p.add_argument("--webhook-addr", default="127.0.0.1:15017")
-    p.add_argument("--trust-domain", default=None,
-                   help="SPIFFE trust domain (default: meshConfig.trustDomain, cluster.local)")  # fmt: skip
+    p.add_argument(
+        "--trust-domain",
+        default=None,
+        help="SPIFFE trust domain (default: meshConfig.trustDomain, cluster.local)",
+    )
     p.add_argument("--domain-suffix", default="cluster.local")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "warn", "error"])  # fmt: skip

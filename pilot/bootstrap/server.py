@@ -116,8 +116,10 @@ class Istiod:
         site = web.TCPSite(runner, address.host, address.port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1] if sockets else address.port
+        port = address.port
+        server = site._server
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:
+            port = server.sockets[0].getsockname()[1]
         self._announce(name, Address(address.host, port))
 
     async def stop(self) -> None:

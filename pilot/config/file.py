@@ -98,9 +98,7 @@ def _object_identity(obj: Any, default_namespace: str) -> tuple[str, str, str]:
     )
 
 
-def parse_file(
-    path: Path, data: bytes, previous: _FileState, default_namespace: str
-) -> _FileState:
+def parse_file(path: Path, data: bytes, previous: _FileState, default_namespace: str) -> _FileState:
     """Parse one file's bytes; invalid documents fall back to `previous`'s objects."""
     digest = hashlib.sha256(data).hexdigest()
     state = _FileState(digest=digest)
@@ -186,7 +184,8 @@ class FileConfigSource:
             except OSError as e:
                 message = e.strerror or str(e)
                 out[path] = dataclasses.replace(
-                    previous, problems=[Problem(str(path), -1, "", "", "", f"unreadable: {message}")]
+                    previous,
+                    problems=[Problem(str(path), -1, "", "", "", f"unreadable: {message}")],
                 )
                 continue
             if previous.digest == hashlib.sha256(data).hexdigest():
@@ -204,9 +203,13 @@ class FileConfigSource:
                 if key in merged:
                     duplicates.append(
                         Problem(
-                            str(path), -1, key.kind, key.namespace, key.name,
+                            str(path),
+                            -1,
+                            key.kind,
+                            key.namespace,
+                            key.name,
                             f"duplicate definition; the one in {owner[key]} is used",
-                        )  # fmt: skip
+                        )
                     )
                     continue
                 merged[key] = self._stamp(config)
@@ -248,17 +251,16 @@ class FileConfigSource:
                     debounce=50,
                     step=20,
                     recursive=True,
-                    watch_filter=lambda _change, path: is_config_file(Path(path))
-                    or Path(path).is_dir(),
+                    watch_filter=lambda _change, path: (
+                        is_config_file(Path(path)) or Path(path).is_dir()
+                    ),
                     ignore_permission_denied=True,
                 ):
                     changed = sorted({Path(p) for _, p in changes})
-                    if any(p.is_dir() or not p.exists() and p.suffix == "" for p in changed):
+                    if any(p.is_dir() or (not p.exists() and p.suffix == "") for p in changed):
                         await self.load()
                     else:
-                        await self._reload(
-                            [p for p in changed if is_config_file(p)], full=False
-                        )
+                        await self._reload([p for p in changed if is_config_file(p)], full=False)
                     if any(not d.is_dir() for d in self.dirs):
                         break
             except (FileNotFoundError, RuntimeError) as e:

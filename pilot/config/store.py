@@ -8,6 +8,8 @@ that finds nothing new is silent.
 
 from __future__ import annotations
 
+import builtins
+
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -54,11 +56,9 @@ class ConfigStore:
     def get(self, key: ConfigKey) -> Config[Any] | None:
         return self._objects.get(key)
 
-    def list(self, kind: Kind, namespace: str | None = None) -> list[Config[Any]]:
+    def list(self, kind: Kind, namespace: str | None = None) -> builtins.list[Config[Any]]:
         return [
-            c
-            for c in self.by_kind().get(kind, ())
-            if namespace is None or c.namespace == namespace
+            c for c in self.by_kind().get(kind, ()) if namespace is None or c.namespace == namespace
         ]
 
     def __len__(self) -> int:
@@ -67,18 +67,18 @@ class ConfigStore:
     def by_kind(self) -> Mapping[Kind, tuple[Config[Any], ...]]:
         """All objects grouped by kind (cached until the next change)."""
         if self._by_kind is None:
-            grouped: dict[Kind, list[Config[Any]]] = {}
+            grouped: dict[Kind, builtins.list[Config[Any]]] = {}
             for key in sorted(self._objects):
                 grouped.setdefault(key.kind, []).append(self._objects[key])
             self._by_kind = MappingProxyType({k: tuple(v) for k, v in grouped.items()})
         return self._by_kind
 
-    def replace_all(self, configs: Iterable[Config[Any]]) -> list[ConfigEvent]:
+    def replace_all(self, configs: Iterable[Config[Any]]) -> builtins.list[ConfigEvent]:
         """Make the store hold exactly `configs`; returns (and dispatches) the changes."""
         incoming: dict[ConfigKey, Config[Any]] = {}
         for config in configs:
             incoming[config.key] = config
-        events: list[ConfigEvent] = []
+        events: builtins.list[ConfigEvent] = []
         for key, old in self._objects.items():
             if key not in incoming:
                 events.append(ConfigEvent(EventType.DELETE, key, old, None))
@@ -90,20 +90,20 @@ class ConfigStore:
                 events.append(ConfigEvent(EventType.UPDATE, key, old_config, new))
         return self._apply(events)
 
-    def upsert(self, config: Config[Any]) -> list[ConfigEvent]:
+    def upsert(self, config: Config[Any]) -> builtins.list[ConfigEvent]:
         old = self._objects.get(config.key)
         if old is not None and _same(old, config):
             return []
         kind = EventType.ADD if old is None else EventType.UPDATE
         return self._apply([ConfigEvent(kind, config.key, old, config)])
 
-    def delete(self, key: ConfigKey) -> list[ConfigEvent]:
+    def delete(self, key: ConfigKey) -> builtins.list[ConfigEvent]:
         old = self._objects.get(key)
         if old is None:
             return []
         return self._apply([ConfigEvent(EventType.DELETE, key, old, None)])
 
-    def _apply(self, events: list[ConfigEvent]) -> list[ConfigEvent]:
+    def _apply(self, events: builtins.list[ConfigEvent]) -> builtins.list[ConfigEvent]:
         if not events:
             return events
         for event in events:

@@ -100,9 +100,8 @@ def _route_name(protocol: Protocol, server: Any, port: int, gateway: Config[Any]
     tls = server.tls
     passthrough = tls is not None and str(tls.mode) in ("PASSTHROUGH", "AUTO_PASSTHROUGH")
     if protocol is Protocol.HTTPS and not passthrough:
-        return (
-            f"https.{server.port.number}.{server.port.name}.{gateway.name}.{gateway.namespace}{bind}"
-        )
+        port_part = f"{server.port.number}.{server.port.name}"
+        return f"https.{port_part}.{gateway.name}.{gateway.namespace}{bind}"
     return ""
 
 
@@ -176,7 +175,7 @@ def merge_gateways(
     for problem in rejected:
         log.warning("gateway server skipped: %s", problem)
     port_map: dict[int, set[int]] = {}
-    for route, entries in by_route.items():
+    for entries in by_route.values():
         for entry in entries:
             port_map.setdefault(entry.port, set()).add(int(entry.server.port.number))
     return MergedGateway(

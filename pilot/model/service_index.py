@@ -60,8 +60,7 @@ class ServiceIndex:
             owners = by_host.setdefault(svc.hostname, {})
             existing = owners.get(svc.namespace)
             if existing is not None and not (
-                existing.registry is not Registry.KUBERNETES
-                and svc.registry is Registry.KUBERNETES
+                existing.registry is not Registry.KUBERNETES and svc.registry is Registry.KUBERNETES
             ):
                 continue  # the older service (or the Kubernetes one) owns the hostname
             if existing is not None:

@@ -225,10 +225,10 @@ def build_sidecar_scope(
             for host in _destination_hosts(vs, domain_suffix):
                 if host in by_host:
                     continue
-                svc = services.for_host(host, namespace)
-                if svc is not None:
-                    by_host[host] = svc
-                    ordered.append(svc)
+                found = services.for_host(host, namespace)
+                if found is not None:
+                    by_host[host] = found
+                    ordered.append(found)
     mode = mesh_outbound_mode
     if spec is not None and spec.outbound_traffic_policy is not None:
         mode = str(spec.outbound_traffic_policy.mode or mesh_outbound_mode)
@@ -283,7 +283,5 @@ def _destination_hosts(vs: BoundVirtualService, domain_suffix: str) -> list[str]
             out.append(resolve_short_name(route.mirror.host, vs.namespace, domain_suffix))
         for mirror in mirrors:
             if mirror.destination is not None:
-                out.append(
-                    resolve_short_name(mirror.destination.host, vs.namespace, domain_suffix)
-                )
+                out.append(resolve_short_name(mirror.destination.host, vs.namespace, domain_suffix))
     return out

@@ -117,7 +117,7 @@ def _outbound_cluster(
 ) -> Any | None:
     mesh = view.push.mesh
     c = cluster_pb2.Cluster(name=name, alt_stat_name=naming.stat_prefix(name))
-    c.type = _discovery_type(view, svc)  # type: ignore[assignment]
+    c.type = _discovery_type(view, svc)
     c.connect_timeout.CopyFrom(duration(mesh.connect_timeout))
     c.common_lb_config.SetInParent()
     if c.type == cluster_pb2.Cluster.EDS:
@@ -325,9 +325,7 @@ def parse_default_endpoint(view: ProxyView, value: str) -> tuple[str, int]:
         number = int(port)
     except ValueError:
         return "", 0
-    if host == "0.0.0.0":
-        host = view.proxy.ip
-    elif host == "::":
+    if host == "0.0.0.0" or host == "::":
         host = view.proxy.ip
     return host, number
 

@@ -50,7 +50,7 @@ def wildcard_bind(view: ProxyView) -> str:
 def new_listener(
     name: str, address: str, port: int, direction: int, bind_to_port: bool = True
 ) -> Any:
-    out = listener_pb2.Listener(name=name, traffic_direction=direction)  # type: ignore[arg-type]
+    out = listener_pb2.Listener(name=name, traffic_direction=direction)
     out.address.CopyFrom(socket_address(address, port))
     out.continue_on_listener_filters_timeout = True
     if not bind_to_port:

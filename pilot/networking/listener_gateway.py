@@ -39,7 +39,7 @@ def _listener(
 ) -> Any | None:
     bind = server_port.bind or wildcard_bind(view)
     name = naming.listener_name(bind, server_port.port)
-    chains = []
+    chains: list[Any] = []
     for entry in servers:
         if entry.protocol.is_http and not entry.is_tls:
             if any(c.name == entry.route_name for c in chains):

@@ -148,9 +148,7 @@ def _add_service_port(
         else naming.sidecar_http_route_name(port)
     )
     entry = _Entry(address, port, Protocol.UNSUPPORTED, bind_to_port)
-    entry.chains.append(
-        _Chain(rds=rds, alpns=PLAINTEXT_HTTP_ALPNS, transport="raw_buffer")
-    )
+    entry.chains.append(_Chain(rds=rds, alpns=PLAINTEXT_HTTP_ALPNS, transport="raw_buffer"))
     entry.chains.append(_Chain(cluster=cluster))
     entries[key] = entry
 
@@ -283,9 +281,7 @@ def _inbound_listeners(view: ProxyView, none_mode: bool) -> list[Any]:
         if p.bind_to_port:
             name = naming.listener_name(p.bind, p.port)
             listener = new_listener(name, p.bind, p.port, INBOUND)
-            listener.filter_chains.append(
-                _inbound_port_chain(view, p, match_port=False)
-            )
+            listener.filter_chains.append(_inbound_port_chain(view, p, match_port=False))
             out.append(listener)
         else:
             virtual_chains.append(_inbound_port_chain(view, p, match_port=True))

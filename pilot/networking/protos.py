@@ -36,7 +36,7 @@ def uint32(value: int) -> wrappers_pb2.UInt32Value:
 
 def to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
-    out.update(value)  # type: ignore[arg-type]
+    out.update(value)
     return out
 
 

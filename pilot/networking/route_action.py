@@ -1,4 +1,4 @@
-"""One VirtualService HTTPRoute (× one match) → one Envoy Route (Istio's TranslateRoute).
+"""One VirtualService HTTPRoute (x one match) → one Envoy Route (Istio's TranslateRoute).
 
 Covers destinations (single cluster or weighted clusters, weight-0 entries dropped), subsets,
 timeout (none = disabled, as Istio), retries (Istio's default policy when a route names none),
@@ -84,7 +84,9 @@ def retry_policy(retries: Any, consistent_hash: bool = False) -> Any | None:
     if retries.retry_on:
         retry_on, codes = _parse_retry_on(retries.retry_on)
         if codes and "retriable-status-codes" not in retry_on:
-            retry_on = f"{retry_on},retriable-status-codes" if retry_on else "retriable-status-codes"
+            retry_on = (
+                f"{retry_on},retriable-status-codes" if retry_on else "retriable-status-codes"
+            )
         out.retry_on = retry_on
         out.retriable_status_codes.extend(codes)
     if retries.per_try_timeout is not None:

@@ -54,7 +54,7 @@ def build_http_routes(
     gateway_names: Iterable[str],
     lookup: Mapping[str, Service | None] | None = None,
 ) -> list[Any]:
-    """BuildHTTPRoutesForVirtualService: one route per (http route × match), stopping at a
+    """BuildHTTPRoutesForVirtualService: one route per (http route x match), stopping at a
     catch-all."""
     push = view.push
     gateways = frozenset(gateway_names)
@@ -128,9 +128,7 @@ def _wrappers_for_sidecar(
 ) -> list[_VHostWrapper]:
     by_name: dict[str, Service] = {}
     for svc in egress.services:
-        if listen_port == 0:
-            by_name[svc.hostname] = svc
-        elif svc.port_by_number(listen_port) is not None:
+        if listen_port == 0 or svc.port_by_number(listen_port) is not None:
             by_name[svc.hostname] = svc
     vss = list(egress.virtual_services)
     if listen_port != 80:
@@ -145,9 +143,9 @@ def _wrappers_for_sidecar(
         matching: list[Service] = []
         for h in vs.hosts:
             if not h.startswith("*"):
-                svc = by_name.get(h)
-                if svc is not None:
-                    matching.append(svc)
+                exact = by_name.get(h)
+                if exact is not None:
+                    matching.append(exact)
                 else:
                     non_registry.append(h)
                 continue
@@ -178,7 +176,9 @@ def _wrappers_for_sidecar(
                 continue
             cluster = naming.outbound_cluster(port.port, "", svc.hostname)
             operation = f"{svc.hostname}:{port.port}/*"
-            wrappers.append(_VHostWrapper(port.port, [svc], [], [_default_route(cluster, operation)]))
+            wrappers.append(
+                _VHostWrapper(port.port, [svc], [], [_default_route(cluster, operation)])
+            )
     return wrappers
 
 
@@ -250,7 +250,9 @@ def build_sidecar_route_config(view: ProxyView, name: str) -> Any | None:
             vhost.routes.extend(wrapper.routes)
             vhosts.append(vhost)
     if sniffed_host:
-        vhosts = [v for v in vhosts if v.name == naming.virtual_host_name(sniffed_host, listen_port)]
+        vhosts = [
+            v for v in vhosts if v.name == naming.virtual_host_name(sniffed_host, listen_port)
+        ]
     vhosts.sort(key=lambda v: v.name)
     if not sniffed_host:
         vhosts.append(_catch_all_vhost(view))

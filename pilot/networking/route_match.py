@@ -36,7 +36,7 @@ def _is_present_match(match: Any) -> bool:
         return True
     if match.exact is None and match.prefix is None and match.regex is None:
         return True
-    return match.regex == "*"
+    return bool(match.regex == "*")
 
 
 def header_matcher(name: str, match: Any) -> Any:

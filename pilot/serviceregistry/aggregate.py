@@ -60,9 +60,7 @@ def build_registry(
         for svc, eps in convert_service_entry(config, workloads, trust_domain):
             key = (svc.hostname, svc.namespace)
             if key in endpoints:
-                existing = next(
-                    s for s in services if (s.hostname, s.namespace) == key
-                )
+                existing = next(s for s in services if (s.hostname, s.namespace) == key)
                 if existing.registry is Registry.KUBERNETES:
                     continue  # a Kubernetes Service owns its hostname
                 if existing.creation_timestamp <= svc.creation_timestamp:

@@ -40,7 +40,9 @@ def _ports(spec: Any) -> tuple[ServicePort, ...]:
             ServicePort(
                 p.name,
                 int(p.port),
-                protocol_from_kube_port(int(p.port), p.name, str(p.protocol), p.app_protocol or None),
+                protocol_from_kube_port(
+                    int(p.port), p.name, str(p.protocol), p.app_protocol or None
+                ),
                 target,
             )
         )
@@ -66,9 +68,7 @@ def convert_service(
         resolution = Resolution.DNS_LB
     selector = dict(spec.selector) if spec.selector else None
     endpoints: list[IstioEndpoint] = []
-    named_targets = {
-        p.name: p.target_port for p in spec.ports if isinstance(p.target_port, str)
-    }
+    named_targets = {p.name: p.target_port for p in spec.ports if isinstance(p.target_port, str)}
     for sl in slices:
         _slice_endpoints(sl, ports, spec.publish_not_ready_addresses, endpoints)
     if selector is not None:
@@ -80,9 +80,7 @@ def convert_service(
                 named = named_targets.get(port.name)
                 if named and named in workload.ports:
                     target = workload.ports[named]
-                endpoints.append(
-                    endpoint_for(workload, port.name, port.port, target, trust_domain)
-                )
+                endpoints.append(endpoint_for(workload, port.name, port.port, target, trust_domain))
     annotations: Mapping[str, str] = config.meta.annotations
     export_to = frozenset(
         e.strip() for e in annotations.get(EXPORT_TO_ANNOTATION, "").split(",") if e.strip()
@@ -138,7 +136,7 @@ def _slice_endpoints(
                         service_port_name=service_port.name,
                         namespace=sl.namespace,
                         workload_name=workload,
-                        locality=ep.zone and f"/{ep.zone}" or "",
+                        locality=(ep.zone and f"/{ep.zone}") or "",
                         tls_mode=TlsMode.DISABLED,
                         health=health,
                         service_port=service_port.port,

@@ -66,15 +66,24 @@ def convert_service_entry(
     addresses = _addresses(spec.addresses)
     selector = dict(spec.workload_selector.labels) if spec.workload_selector is not None else None
     if selector is not None:
-        instances = [w for w in workloads if w.namespace == ns and selector_matches(selector, w.labels)]
+        instances = [
+            w for w in workloads if w.namespace == ns and selector_matches(selector, w.labels)
+        ]
     else:
-        instances = [from_inline_endpoint(e, config.name, ns, i) for i, e in enumerate(spec.endpoints)]
+        instances = [
+            from_inline_endpoint(e, config.name, ns, i) for i, e in enumerate(spec.endpoints)
+        ]
     out: list[tuple[Service, tuple[IstioEndpoint, ...]]] = []
     for host in spec.hosts:
         endpoints: list[IstioEndpoint] = []
-        if not instances and selector is None and resolution in (
-            Resolution.DNS_LB,
-            Resolution.DNS_ROUND_ROBIN_LB,
+        if (
+            not instances
+            and selector is None
+            and resolution
+            in (
+                Resolution.DNS_LB,
+                Resolution.DNS_ROUND_ROBIN_LB,
+            )
         ):
             for port in ports:
                 endpoints.append(

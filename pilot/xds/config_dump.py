@@ -41,7 +41,7 @@ def build_config_dump(
 ) -> config_dump_pb2.ConfigDump:
     wanted = {t.upper() for t in types} if types else {"CDS", "EDS", "LDS", "RDS", "SDS"}
     view = proxy_view(connection.proxy, push)
-    gens = connection._generators  # noqa: SLF001 - same package
+    gens = connection._generators
     now = _now()
 
     def generate(type_url: str) -> list[BuiltResource]:

@@ -287,7 +287,9 @@ class Connection:
         state.last_sent_at = time.time()
         self.stats.responses += 1
         self.stats.bytes_sent += len(payload)
-        record = SendRecord(state.type_url, nonce, version, len(sent), len(payload), removed, reason)
+        record = SendRecord(
+            state.type_url, nonce, version, len(sent), len(payload), removed, reason
+        )
         self.stats.last_sends.append(record)
         del self.stats.last_sends[:-16]
         log.info(

@@ -9,6 +9,7 @@ only one push runs at a time, and events arriving meanwhile merge into the next 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class Debouncer:
                 request.configs_updated, request.reasons, request.forced, now, request.push
             )
         if not self._settings.enable_eds_debounce and request.endpoints_only:
-            task = asyncio.get_running_loop().create_task(self._push(request))
+            task: asyncio.Task[None] = asyncio.ensure_future(self._push(request))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
             return
@@ -82,7 +83,10 @@ class Debouncer:
             quiet = now - self._last
             total = now - self._start
             # A small tolerance: timers fire at the deadline, floats land a hair before it.
-            if quiet >= settings.debounce_after - _EPSILON or total >= settings.debounce_max - _EPSILON:
+            if (
+                quiet >= settings.debounce_after - _EPSILON
+                or total >= settings.debounce_max - _EPSILON
+            ):
                 request = self._pending
                 events = self._events
                 self._pending = None
@@ -105,10 +109,8 @@ class Debouncer:
                 continue
             wait = min(settings.debounce_after - quiet, settings.debounce_max - total)
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=max(wait, _EPSILON))
-            except TimeoutError:
-                pass
 
 
 def _describe(request: PushRequest) -> str:

@@ -175,9 +175,7 @@ class DebugApp:
             )
         types_param = request.query.get("types", "")
         types = [t for t in types_param.split(",") if t] or None
-        dump = build_config_dump(
-            conn, push, types, include_eds="include_eds" in request.query
-        )
+        dump = build_config_dump(conn, push, types, include_eds="include_eds" in request.query)
         return _json(to_json(dump), request)
 
     async def configz(self, request: web.Request) -> web.Response:

@@ -27,10 +27,11 @@ from pilot.model.proxy import InvalidNodeError, parse_node
 from pilot.model.push_context import PushContext, PushInputs
 from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.xds.connection import Connection
-from pilot.xds.debounce import DebounceSettings, Debouncer
+from pilot.xds.debounce import Debouncer, DebounceSettings
 from pilot.xds.generators import default_generators
 from pilot.xds.generators.base import Generator
 from pilot.xds.push_queue import PushQueue
+from pkg.aio import cancel_and_wait, guarded_task
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,6 @@ class DiscoveryServer:
         return self._push_context
 
     async def start(self) -> None:
-        from pkg.aio import guarded_task
-
         self._debouncer = Debouncer(self.settings.debounce, self._push)
         self._tasks.append(guarded_task(self._debouncer.run(), name="xds-debounce"))
         for i in range(max(1, self.settings.push_throttle)):
@@ -108,13 +107,7 @@ class DiscoveryServer:
 
     async def stop(self) -> None:
         self._queue.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         for stream in list(self._streams.values()):
             stream.inbox.put_nowait(_EOF)

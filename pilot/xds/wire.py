@@ -72,7 +72,9 @@ class BuiltResource:
         """`resources` field (2) of a DeltaDiscoveryResponse holding a Resource."""
         if self._delta is None:
             resource = (
-                _str_field(1, self.version) + _len_field(2, self.any_bytes) + _str_field(3, self.name)
+                _str_field(1, self.version)
+                + _len_field(2, self.any_bytes)
+                + _str_field(3, self.name)
             )
             self._delta = _len_field(2, resource)
         return self._delta

@@ -38,6 +38,10 @@ _KNOWN_FIELDS = frozenset(
 )  # fmt: skip
 
 
+_TEN_SECONDS = Duration(10, 0)
+_ZERO = Duration(0, 0)
+
+
 class OutboundTrafficPolicyMode(StrEnum):
     REGISTRY_ONLY = "REGISTRY_ONLY"
     ALLOW_ANY = "ALLOW_ANY"
@@ -48,8 +52,8 @@ class MeshConfig:
     trust_domain: str = "cluster.local"
     trust_domain_aliases: tuple[str, ...] = ()
     root_namespace: str = "istio-system"
-    connect_timeout: Duration = Duration(10, 0)
-    protocol_detection_timeout: Duration = Duration(0, 0)
+    connect_timeout: Duration = _TEN_SECONDS
+    protocol_detection_timeout: Duration = _ZERO
     proxy_listen_port: int = 15001
     proxy_inbound_listen_port: int = 15006
     enable_auto_mtls: bool = True

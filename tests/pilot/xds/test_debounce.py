@@ -5,11 +5,12 @@ timings are exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
 from pilot.model.push_request import PushRequest, TriggerReason
-from pilot.xds.debounce import DebounceSettings, Debouncer
+from pilot.xds.debounce import Debouncer, DebounceSettings
 from pkg.config.model import ConfigKey, Kind
 
 
@@ -42,10 +43,8 @@ class Harness:
 
     async def close(self) -> None:
         self.task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self.task
-        except asyncio.CancelledError:
-            pass
 
 
 pytestmark = pytest.mark.looptime
