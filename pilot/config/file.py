@@ -103,9 +103,13 @@ def parse_file(path: Path, data: bytes, previous: _FileState, default_namespace:
     digest = hashlib.sha256(data).hexdigest()
     state = _FileState(digest=digest)
     source = str(path)
+    unidentified = False
     for doc in load_documents(data, source):
         if doc.error is not None:
+            # A syntax error hides which object the document was (a truncated or half-written
+            # file): keep every object this file had until it parses again.
             state.problems.append(Problem(source, doc.index, "", "", "", doc.error))
+            unidentified = True
             continue
         result = parse_object(doc.obj, default_namespace=default_namespace)
         if result.ignored:
@@ -120,6 +124,9 @@ def parse_file(path: Path, data: bytes, previous: _FileState, default_namespace:
         for key, config in previous.configs.items():
             if key.kind == kind and key.namespace == namespace and key.name == name:
                 state.configs[key] = config
+    if unidentified:
+        for key, config in previous.configs.items():
+            state.configs.setdefault(key, config)
     return state
 
 
