@@ -1,12 +1,12 @@
 """The error hierarchy of pyistio.
 
-    MeshError
-    ├── ConfigError          bad input: a document, a flag, a node id (never crashes a server)
-    ├── RegistryError        a service registry cannot answer
-    ├── XdsProtocolError     a client broke the xDS protocol
-    └── CAError              certificate authority failures
-        ├── AuthenticationError
-        └── SigningError
+MeshError
+├── ConfigError          bad input: a document, a flag, a node id (never crashes a server)
+├── RegistryError        a service registry cannot answer
+├── XdsProtocolError     a client broke the xDS protocol
+└── CAError              certificate authority failures
+    ├── AuthenticationError
+    └── SigningError
 """
 
 from __future__ import annotations

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import looptime
+
+T = TypeVar("T")
 
 POLL_INTERVAL = 0.02
 
@@ -29,3 +34,15 @@ async def eventually(
             poke()
             next_poke = now + poke_every
         await asyncio.sleep(POLL_INTERVAL)
+
+
+def run_in_fake_time(coro: Coroutine[Any, Any, T], end: float = 60.0) -> T:
+    """Run `coro` on an event loop with a fake clock (looptime): sleeps and timeouts advance
+    time instantly, so timing assertions are exact and cost nothing. `end` bounds the fake
+    time the test may use."""
+    loop = looptime.new_event_loop(start=0.0, end=end)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()

@@ -12,6 +12,7 @@ import pytest
 from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.xds.debounce import Debouncer, DebounceSettings
 from pkg.config.model import ConfigKey, Kind
+from tests.helpers.aio import run_in_fake_time
 
 
 def cfg(name: str) -> PushRequest:
@@ -47,10 +48,11 @@ class Harness:
             await self.task
 
 
-pytestmark = pytest.mark.looptime
+def test_burst_is_merged_into_one_push() -> None:
+    run_in_fake_time(_burst_is_merged_into_one_push())
 
 
-async def test_burst_is_merged_into_one_push() -> None:
+async def _burst_is_merged_into_one_push() -> None:
     loop = asyncio.get_running_loop()
     h = Harness(DebounceSettings(debounce_after=0.1, debounce_max=5))
     start = loop.time()
@@ -66,7 +68,11 @@ async def test_burst_is_merged_into_one_push() -> None:
     await h.close()
 
 
-async def test_max_delay_bounds_a_continuous_stream() -> None:
+def test_max_delay_bounds_a_continuous_stream() -> None:
+    run_in_fake_time(_max_delay_bounds_a_continuous_stream())
+
+
+async def _max_delay_bounds_a_continuous_stream() -> None:
     h = Harness(DebounceSettings(debounce_after=0.05, debounce_max=0.2))
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -81,7 +87,11 @@ async def test_max_delay_bounds_a_continuous_stream() -> None:
     await h.close()
 
 
-async def test_one_push_at_a_time_and_merge_while_busy() -> None:
+def test_one_push_at_a_time_and_merge_while_busy() -> None:
+    run_in_fake_time(_one_push_at_a_time_and_merge_while_busy())
+
+
+async def _one_push_at_a_time_and_merge_while_busy() -> None:
     h = Harness(DebounceSettings(debounce_after=0.01, debounce_max=5))
     h.release.clear()
     h.debouncer.submit(cfg("a"))
@@ -96,7 +106,11 @@ async def test_one_push_at_a_time_and_merge_while_busy() -> None:
     await h.close()
 
 
-async def test_eds_fast_path_skips_debounce_when_disabled() -> None:
+def test_eds_fast_path_skips_debounce_when_disabled() -> None:
+    run_in_fake_time(_eds_fast_path_skips_debounce_when_disabled())
+
+
+async def _eds_fast_path_skips_debounce_when_disabled() -> None:
     h = Harness(DebounceSettings(debounce_after=5.0, debounce_max=10, enable_eds_debounce=False))
     loop = asyncio.get_running_loop()
     start = loop.time()
