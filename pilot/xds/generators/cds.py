@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
+from pilot.model.service import Service
 from pilot.networking.cluster import (
     blackhole_cluster,
     build_inbound_clusters,
@@ -51,30 +54,8 @@ class CdsGenerator:
                 dr.sources if dr is not None else None,
                 view.is_router,
             )
-            out.extend(
-                push.memo(
-                    key,
-                    lambda svc=svc: [  # type: ignore[misc]
-                        BuiltResource.pack(c.name, c) for c in build_outbound_clusters(view, svc)
-                    ],
-                )
-            )
-        fixed = push.memo(
-            ("cds-fixed", view.is_router),
-            lambda: [
-                BuiltResource.pack(c.name, c)
-                for c in (
-                    [blackhole_cluster(view)]
-                    if view.is_router
-                    else [
-                        blackhole_cluster(view),
-                        passthrough_cluster(view),
-                        inbound_passthrough_cluster(view),
-                    ]
-                )
-            ],
-        )
-        out.extend(fixed)
+            out.extend(push.memo(key, partial(_outbound, view, svc)))
+        out.extend(push.memo(("cds-fixed", view.is_router), partial(_fixed, view)))
         if not view.is_router:
             out.extend(BuiltResource.pack(c.name, c) for c in build_inbound_clusters(view))
         seen: set[str] = set()
@@ -84,3 +65,14 @@ class CdsGenerator:
                 seen.add(r.name)
                 unique.append(r)
         return select(unique, names)
+
+
+def _outbound(view: ProxyView, svc: Service) -> list[BuiltResource]:
+    return [BuiltResource.pack(c.name, c) for c in build_outbound_clusters(view, svc)]
+
+
+def _fixed(view: ProxyView) -> list[BuiltResource]:
+    clusters = [blackhole_cluster(view)]
+    if not view.is_router:
+        clusters += [passthrough_cluster(view), inbound_passthrough_cluster(view)]
+    return [BuiltResource.pack(c.name, c) for c in clusters]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.networking import naming
@@ -52,12 +54,9 @@ class EdsGenerator:
                 (svc.hostname, svc.namespace, svc.ports) if svc is not None else None,
                 subset_key,
             )
-            out.append(
-                push.memo(
-                    memo_key,
-                    lambda name=name: BuiltResource.pack(  # type: ignore[misc]
-                        name, build_load_assignment(view, name)
-                    ),
-                )
-            )
+            out.append(push.memo(memo_key, partial(_assignment, view, name)))
         return out
+
+
+def _assignment(view: ProxyView, name: str) -> BuiltResource:
+    return BuiltResource.pack(name, build_load_assignment(view, name))

@@ -3,6 +3,9 @@ gateways)."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.networking.route_config import build_gateway_route_config, build_sidecar_route_config
@@ -40,13 +43,25 @@ class RdsGenerator:
         out = []
         labels = tuple(sorted(view.labels.items()))
         for name in sorted(names):
+            key: tuple[object, ...]
             if view.is_router:
-                key: tuple[object, ...] = ("rds-gw", name, id(view.gateway), view.namespace)
-                config = push.memo(key, lambda name=name: build_gateway_route_config(view, name))  # type: ignore[misc]
+                key = ("rds-gw", name, id(view.gateway), view.namespace)
+                built = push.memo(key, partial(_gateway_route, view, name))
             else:
                 key = ("rds", name, id(view.scope), view.namespace, labels)
-                config = push.memo(key, lambda name=name: build_sidecar_route_config(view, name))  # type: ignore[misc]
-            if config is None:
-                continue
-            out.append(BuiltResource.pack(name, config))
+                built = push.memo(key, partial(_sidecar_route, view, name))
+            if built is not None:
+                out.append(built)
         return out
+
+
+def _gateway_route(view: ProxyView, name: str) -> BuiltResource | None:
+    return _pack(name, build_gateway_route_config(view, name))
+
+
+def _sidecar_route(view: ProxyView, name: str) -> BuiltResource | None:
+    return _pack(name, build_sidecar_route_config(view, name))
+
+
+def _pack(name: str, config: Any) -> BuiltResource | None:
+    return None if config is None else BuiltResource.pack(name, config)
