@@ -142,7 +142,10 @@ class Connection:
             return []
         push = self._push_context()
         view = proxy_view(self.proxy, push)
-        return self._respond_delta(view, state, reason="request")
+        # A first subscription from a proxy that has nothing yet is always answered, even with
+        # nothing: Envoy waits for that answer (e.g. an empty listener set) to finish starting.
+        first = decision.kind is RequestKind.INITIAL and not request.initial_resource_versions
+        return self._respond_delta(view, state, reason="request", answer_empty=first)
 
     def _log_decision(self, type_url: str, decision: Decision, nonce: str) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -231,7 +234,9 @@ class Connection:
         self._after_send(state.type_url, changed)
         return [payload]
 
-    def _respond_delta(self, view: ProxyView, state: WatchState, reason: str) -> list[bytes]:
+    def _respond_delta(
+        self, view: ProxyView, state: WatchState, reason: str, answer_empty: bool = False
+    ) -> list[bytes]:
         generator = self._generators[state.type_url]
         resources = generator.generate(view, self._names(state))
         current = {r.name: r for r in resources}
@@ -244,7 +249,7 @@ class Connection:
             removed = sorted(
                 name for name in state.sent if name in state.names and name not in current
             )
-        if not to_send and not removed:
+        if not to_send and not removed and not answer_empty:
             state.force.clear()
             return []
         changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]

@@ -194,3 +194,20 @@ async def test_invalid_node_is_refused(ads: AdsEnv) -> None:
             await client.recv()
     finally:
         await client.close()
+
+
+async def test_delta_first_request_with_nothing_to_send_is_answered_empty() -> None:
+    env = AdsEnv([])
+    await env.start()
+    client = AdsClient(env.address, delta=True)
+    try:
+        # A gateway with no Gateway resources has no listeners at all.
+        await client.delta_request(LDS, node_=node("gw.default", node_type="router"))
+        response = await client.recv()
+        assert response.type_url == LDS
+        assert not response.resources and not response.removed_resources
+        await client.delta_request(LDS, nonce=response.nonce)
+        await client.expect_nothing()
+    finally:
+        await client.close()
+        await env.stop()
