@@ -9,7 +9,6 @@ that finds nothing new is silent.
 from __future__ import annotations
 
 import builtins
-
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass

@@ -42,9 +42,21 @@ def local_bind(view: ProxyView) -> str:
 
 
 def wildcard_bind(view: ProxyView) -> str:
-    """Where gateway listeners and NONE-mode inbound listeners bind (Istio: 0.0.0.0)."""
+    """Where gateway listeners bind (Istio: 0.0.0.0)."""
     ip = view.proxy.ip
     return ip if _is_loopback(ip) else WILDCARD
+
+
+def inbound_bind(view: ProxyView) -> str:
+    """Where Sidecar ingress listeners without `bind` bind: the workload's own IP when it is a
+    global unicast address (Istio's getSidecarInboundBindIPs) or a loopback one, else 0.0.0.0."""
+    ip = view.proxy.ip
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return WILDCARD
+    special = address.is_unspecified or address.is_link_local or address.is_multicast
+    return WILDCARD if special else ip
 
 
 def new_listener(

@@ -12,14 +12,17 @@ none from services in NONE mode: they would clash with the workload's own ports)
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from envoy.config.core.v3 import address_pb2
 from envoy.config.listener.v3 import listener_components_pb2
 
 from pilot.model.proxy import InterceptionMode
 from pilot.model.proxy_view import ProxyView
 from pilot.model.service import Protocol, Service
+from pilot.model.sidecar_scope import EgressListener
 from pilot.networking import naming
 from pilot.networking.filters import (
     PLAINTEXT_HTTP_ALPNS,
@@ -28,26 +31,38 @@ from pilot.networking.filters import (
     http_inspector_filter,
     original_dst_filter,
     tcp_proxy_filter,
+    tls_inspector_filter,
 )
 from pilot.networking.listener_common import (
     INBOUND,
     OUTBOUND,
     WILDCARD,
+    inbound_bind,
     inbound_chain,
     inbound_route_config,
     local_bind,
     new_listener,
-    wildcard_bind,
 )
-from pilot.networking.protos import duration
+from pilot.networking.protos import duration, uint32
+from pilot.networking.tcp_routes import NetChain, tcp_chains, tls_chains
 
 
 @dataclass
 class _Chain:
-    rds: str = ""  # HTTP chain when set
-    cluster: str = ""  # TCP chain when set
+    rds: str = ""  # an HTTP chain when set
+    filters: list[Any] = field(default_factory=list)  # network filters otherwise
     alpns: tuple[str, ...] = ()
     transport: str = ""
+    sni: tuple[str, ...] = ()
+    cidrs: tuple[str, ...] = ()
+
+    @property
+    def match_key(self) -> tuple[object, ...]:
+        return (self.alpns, self.transport, tuple(sorted(self.sni)), tuple(sorted(self.cidrs)))
+
+    @property
+    def is_match_all(self) -> bool:
+        return not (self.alpns or self.transport or self.sni or self.cidrs)
 
 
 @dataclass
@@ -58,6 +73,15 @@ class _Entry:
     bind_to_port: bool
     chains: list[_Chain] = field(default_factory=list)
     locked: bool = False
+
+    def merge(self, chains: list[_Chain]) -> None:
+        """Add chains whose match is new; the first chain for a match keeps it (Istio reports
+        the later one as a conflict)."""
+        known = {c.match_key for c in self.chains}
+        for chain in chains:
+            if chain.match_key not in known:
+                known.add(chain.match_key)
+                self.chains.append(chain)
 
 
 def build_sidecar_listeners(view: ProxyView) -> list[Any]:
@@ -89,7 +113,7 @@ def _outbound_listeners(view: ProxyView) -> list[Any]:
         if not egress.is_catch_all:
             for svc in egress.services:
                 _add_service_port(
-                    view, entries, svc, egress.port, egress.protocol, bind, bind_to_port
+                    view, entries, egress, svc, egress.port, egress.protocol, bind, bind_to_port
                 )
             continue
         for entry in entries.values():
@@ -98,20 +122,22 @@ def _outbound_listeners(view: ProxyView) -> list[Any]:
             for port in svc.ports:
                 if port.protocol is Protocol.UDP:
                     continue
-                _add_service_port(view, entries, svc, port.port, port.protocol, bind, bind_to_port)
+                _add_service_port(
+                    view, entries, egress, svc, port.port, port.protocol, bind, bind_to_port
+                )
     return [_finish(view, entry) for entry in entries.values()]
 
 
 def _add_service_port(
     view: ProxyView,
     entries: dict[tuple[str, int], _Entry],
+    egress: EgressListener,
     svc: Service,
     port: int,
     protocol: Protocol,
     bind: str,
     bind_to_port: bool,
 ) -> None:
-    cluster = naming.outbound_cluster(port, "", svc.hostname)
     if protocol.is_http:
         address = bind or WILDCARD
     else:
@@ -121,25 +147,32 @@ def _add_service_port(
     if current is not None and current.locked:
         return
     if protocol.is_http:
-        if current is not None:
-            if current.protocol.is_tcp:
-                current.chains.append(_http_chain(port, match_alpn=True))
-                current.protocol = Protocol.UNSUPPORTED
-            return
-        entry = _Entry(address, port, Protocol.HTTP, bind_to_port)
-        entry.chains.append(_http_chain(port, match_alpn=address == WILDCARD))
-        if address == WILDCARD:
-            entry.protocol = Protocol.UNSUPPORTED
-        entries[key] = entry
+        # On the wildcard address HTTP is told apart from other traffic by the inspector.
+        chain = _http_chain(port, match_alpn=address == WILDCARD)
+        if current is None:
+            entry = _Entry(address, port, Protocol.HTTP, bind_to_port)
+            entry.chains.append(chain)
+            if address == WILDCARD:
+                entry.protocol = Protocol.UNSUPPORTED
+            entries[key] = entry
+        elif not any(c.rds for c in current.chains):
+            current.merge([_http_chain(port, match_alpn=True)])
+            current.protocol = Protocol.UNSUPPORTED
         return
+    vss = egress.virtual_services
     if protocol.is_tcp:
-        if current is not None:
-            return  # the first service on this address and port keeps it (Istio reports a conflict)
-        entry = _Entry(address, port, Protocol.TCP, bind_to_port)
-        entry.chains.append(_Chain(cluster=cluster))
-        entries[key] = entry
+        if protocol.is_tls:
+            chains = [_net(c) for c in tls_chains(view, svc, port, vss, address == WILDCARD)]
+        else:
+            chains = [_net(c) for c in tcp_chains(view, svc, port, vss)]
+        if current is None:
+            entry = _Entry(address, port, Protocol.TCP, bind_to_port)
+            entry.merge(chains)
+            entries[key] = entry
+        else:
+            current.merge(chains)
         return
-    # Protocol sniffing: an HTTP chain (selected by ALPN) and a TCP chain.
+    # Protocol sniffing: an HTTP chain (selected by ALPN) and the TCP chains.
     if current is not None:
         return
     rds = (
@@ -149,8 +182,12 @@ def _add_service_port(
     )
     entry = _Entry(address, port, Protocol.UNSUPPORTED, bind_to_port)
     entry.chains.append(_Chain(rds=rds, alpns=PLAINTEXT_HTTP_ALPNS, transport="raw_buffer"))
-    entry.chains.append(_Chain(cluster=cluster))
+    entry.merge([_net(c) for c in tcp_chains(view, svc, port, vss)])
     entries[key] = entry
+
+
+def _net(chain: NetChain) -> _Chain:
+    return _Chain(filters=chain.filters, sni=chain.sni_hosts, cidrs=chain.cidrs)
 
 
 def _http_chain(port: int, match_alpn: bool) -> _Chain:
@@ -163,11 +200,19 @@ def _http_chain(port: int, match_alpn: bool) -> _Chain:
     return _Chain(rds=naming.sidecar_http_route_name(port))
 
 
+def _cidr_range(value: str) -> Any:
+    network = ipaddress.ip_network(value, strict=False)
+    return address_pb2.CidrRange(
+        address_prefix=str(network.network_address), prefix_len=uint32(network.prefixlen)
+    )
+
+
 def _finish(view: ProxyView, entry: _Entry) -> Any:
     name = naming.listener_name(entry.bind, entry.port)
     listener = new_listener(name, entry.bind, entry.port, OUTBOUND, entry.bind_to_port)
-    needs_inspector = any(c.alpns for c in entry.chains)
-    if needs_inspector:
+    if any(c.sni for c in entry.chains):
+        listener.listener_filters.append(tls_inspector_filter())
+    if any(c.alpns for c in entry.chains):
         listener.listener_filters.append(http_inspector_filter())
         listener.listener_filters_timeout.CopyFrom(
             duration(view.push.mesh.protocol_detection_timeout)
@@ -185,14 +230,18 @@ def _finish(view: ProxyView, entry: _Entry) -> Any:
             )
             chain.filters.append(hcm_filter(manager))
         else:
-            chain.filters.append(tcp_proxy_filter(spec.cluster))
-        if spec.alpns or spec.transport:
-            chain.filter_chain_match.application_protocols.extend(spec.alpns)
-            if spec.transport:
-                chain.filter_chain_match.transport_protocol = spec.transport
-            chains.append(chain)
-        elif default_chain is None:
-            default_chain = chain
+            chain.filters.extend(spec.filters)
+        if spec.is_match_all:
+            if default_chain is None:
+                default_chain = chain
+            continue
+        match = chain.filter_chain_match
+        match.application_protocols.extend(spec.alpns)
+        if spec.transport:
+            match.transport_protocol = spec.transport
+        match.server_names.extend(spec.sni)
+        match.prefix_ranges.extend(_cidr_range(c) for c in spec.cidrs)
+        chains.append(chain)
     if chains and default_chain is not None:
         listener.filter_chains.extend(chains)
         listener.default_filter_chain.CopyFrom(default_chain)
@@ -254,7 +303,7 @@ def _inbound_ports(view: ProxyView, none_mode: bool) -> list[_InboundPort]:
                 Protocol.parse(listener.port.protocol),
                 naming.inbound_cluster(number),
                 f"{scope_host}:{number}/*",
-                listener.bind or wildcard_bind(view),
+                listener.bind or inbound_bind(view),
                 bind_to_port,
             )
         return [out[k] for k in sorted(out)]

@@ -22,6 +22,8 @@ from envoy.type.matcher.v3 import regex_pb2
 from pilot.model.service import Service
 from pilot.model.virtual_service_index import BoundVirtualService
 from pilot.networking import naming
+from pilot.networking.fault import translate_fault
+from pilot.networking.filters import FAULT
 from pilot.networking.protos import duration, metadata, to_any
 from pilot.networking.route_match import translate_route_match
 from pkg.config.host import resolve_short_name
@@ -213,6 +215,9 @@ def translate_route(
             default_retries,
         )  # fmt: skip
     out.decorator.operation = route_operation(out, vs.name, listen_port)
+    fault = translate_fault(http.fault)
+    if fault is not None:
+        out.typed_per_filter_config[FAULT].CopyFrom(to_any(fault))
     return out
 
 
