@@ -39,8 +39,8 @@ def _is_present_match(match: Any) -> bool:
     return bool(match.regex == "*")
 
 
-def header_matcher(name: str, match: Any) -> Any:
-    out = route_pb2.HeaderMatcher(name=name)
+def _fill(out: Any, match: Any) -> Any:
+    """Set present_match or string_match on a header or query parameter matcher."""
     if _is_present_match(match):
         out.present_match = True
         return out
@@ -48,17 +48,14 @@ def header_matcher(name: str, match: Any) -> Any:
     if sm is not None:
         out.string_match.CopyFrom(sm)
     return out
+
+
+def header_matcher(name: str, match: Any) -> Any:
+    return _fill(route_pb2.HeaderMatcher(name=name), match)
 
 
 def query_matcher(name: str, match: Any) -> Any:
-    out = route_pb2.QueryParameterMatcher(name=name)
-    if _is_present_match(match):
-        out.present_match = True
-        return out
-    sm = string_matcher(match)
-    if sm is not None:
-        out.string_match.CopyFrom(sm)
-    return out
+    return _fill(route_pb2.QueryParameterMatcher(name=name), match)
 
 
 def translate_route_match(match: Any | None) -> Any:

@@ -93,18 +93,7 @@ class Connection:
             error_message=request.error_detail.message if request.HasField("error_detail") else "",
             error_code=request.error_detail.code if request.HasField("error_detail") else 0,
         )
-        self.watches[type_url] = state
-        self._log_decision(type_url, decision, request.response_nonce)
-        if decision.kind is RequestKind.NACK:
-            self.stats.nacks += 1
-            log.warning(
-                "ADS:%s: NACK node=%s nonce=%s version=%s: %s",
-                typeurls.short_name(type_url),
-                self.proxy.id,
-                request.response_nonce,
-                request.version_info,
-                state.nack.message if state.nack else "",
-            )
+        self._record(state, decision, request.response_nonce)
         if not decision.respond or type_url not in self._generators:
             if decision.kind is RequestKind.UNSUBSCRIBE:
                 del self.watches[type_url]
@@ -127,17 +116,7 @@ class Connection:
             error_message=request.error_detail.message if request.HasField("error_detail") else "",
             error_code=request.error_detail.code if request.HasField("error_detail") else 0,
         )
-        self.watches[type_url] = state
-        self._log_decision(type_url, decision, request.response_nonce)
-        if decision.kind is RequestKind.NACK:
-            self.stats.nacks += 1
-            log.warning(
-                "ADS:%s: NACK node=%s nonce=%s: %s",
-                typeurls.short_name(type_url),
-                self.proxy.id,
-                request.response_nonce,
-                state.nack.message if state.nack else "",
-            )
+        self._record(state, decision, request.response_nonce)
         if not decision.respond or type_url not in self._generators:
             return []
         push = self._push_context()
@@ -147,7 +126,20 @@ class Connection:
         first = decision.kind is RequestKind.INITIAL and not request.initial_resource_versions
         return self._respond_delta(view, state, reason="request", answer_empty=first)
 
-    def _log_decision(self, type_url: str, decision: Decision, nonce: str) -> None:
+    def _record(self, state: WatchState, decision: Decision, nonce: str) -> None:
+        """Keep the new watch state, and log (and count) what the request was."""
+        type_url = state.type_url
+        self.watches[type_url] = state
+        if decision.kind is RequestKind.NACK:
+            self.stats.nacks += 1
+            log.warning(
+                "ADS:%s: NACK node=%s nonce=%s version=%s: %s",
+                typeurls.short_name(type_url),
+                self.proxy.id,
+                nonce,
+                state.nack.version if state.nack else "",
+                state.nack.message if state.nack else "",
+            )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "ADS:%s: %s node=%s nonce=%s added=%d removed=%d respond=%s",
