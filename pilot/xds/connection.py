@@ -166,10 +166,11 @@ class Connection:
                 continue
             if not state.force and not generator.needs_push(req):
                 continue
+            only = _incremental_names(req, state)
             if self.delta:
-                out.extend(self._respond_delta(view, state, reason="push"))
+                out.extend(self._respond_delta(view, state, reason="push", only=only))
             else:
-                out.extend(self._respond_sotw(view, state, frozenset(), "", reason="push"))
+                out.extend(self._respond_sotw(view, state, frozenset(), "", "push", only))
         return out
 
     # ---- response building -------------------------------------------------------------
@@ -188,10 +189,18 @@ class Connection:
         added: frozenset[str],
         client_version: str,
         reason: str,
+        only: frozenset[str] | None = None,
     ) -> list[bytes]:
         generator = self._generators[state.type_url]
-        resources = generator.generate(view, self._names(state))
-        version = set_version((r.name, r.version) for r in resources)
+        names = self._names(state)
+        resources = generator.generate(view, names if only is None else only)
+        if only is None:
+            version = set_version((r.name, r.version) for r in resources)
+        else:
+            # The other subscribed resources are unchanged: their versions are what was sent.
+            merged = {n: v for n, v in state.sent.items() if n in state.names}
+            merged.update((r.name, r.version) for r in resources)
+            version = set_version(merged.items())
         wildcard_type = state.type_url in typeurls.WILDCARD_TYPES
         if client_version and client_version == version:
             # A reconnecting proxy that already has exactly this: send nothing.
@@ -227,26 +236,35 @@ class Connection:
         return [payload]
 
     def _respond_delta(
-        self, view: ProxyView, state: WatchState, reason: str, answer_empty: bool = False
+        self,
+        view: ProxyView,
+        state: WatchState,
+        reason: str,
+        answer_empty: bool = False,
+        only: frozenset[str] | None = None,
     ) -> list[bytes]:
         generator = self._generators[state.type_url]
-        resources = generator.generate(view, self._names(state))
+        resources = generator.generate(view, self._names(state) if only is None else only)
         current = {r.name: r for r in resources}
         to_send = [
             r for r in resources if state.sent.get(r.name) != r.version or r.name in state.force
         ]
+        scope = state.sent if only is None else {n: "" for n in only if n in state.sent}
         if state.wildcard:
-            removed = sorted(name for name in state.sent if name not in current)
+            removed = sorted(name for name in scope if name not in current)
         else:
-            removed = sorted(
-                name for name in state.sent if name in state.names and name not in current
-            )
+            removed = sorted(name for name in scope if name in state.names and name not in current)
         if not to_send and not removed and not answer_empty:
             state.force.clear()
             return []
         changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
         nonce = self._nonce()
-        version = set_version((r.name, r.version) for r in resources)
+        if only is None:
+            version = set_version((r.name, r.version) for r in resources)
+        else:
+            merged = dict(state.sent)
+            merged.update((r.name, r.version) for r in resources)
+            version = set_version(merged.items())
         payload = delta_response(state.type_url, version, nonce, to_send, removed)
         for r in to_send:
             state.sent[r.name] = r.version
@@ -300,3 +318,18 @@ class Connection:
             version,
             nonce,
         )
+
+
+def _incremental_names(req: PushRequest, state: WatchState) -> frozenset[str] | None:
+    """For an endpoint-only push, the EDS names that can have changed: those of the services
+    whose endpoints changed, plus any forced names. None means "regenerate everything"."""
+    if not req.endpoints_only or state.type_url != typeurls.ENDPOINT or state.wildcard:
+        return None
+    hosts = {key.name for key in req.configs_updated}
+    picked = {name for name in state.names if _cluster_host(name) in hosts}
+    picked.update(state.force)
+    return frozenset(picked)
+
+
+def _cluster_host(name: str) -> str:
+    return name.rsplit("|", 1)[-1] if name.count("|") == 3 else ""

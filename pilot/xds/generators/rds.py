@@ -41,7 +41,13 @@ class RdsGenerator:
             return []  # RDS is never wildcard
         push = view.push
         out = []
-        labels = tuple(sorted(view.labels.items()))
+        # Labels only matter when a VirtualService of this scope matches on sourceLabels;
+        # otherwise every workload of the namespace shares one route configuration.
+        labels = (
+            tuple(sorted(view.labels.items()))
+            if push.memo(("uses-source-labels", id(view.scope)), partial(_uses_labels, view))
+            else ()
+        )
         for name in sorted(names):
             key: tuple[object, ...]
             if view.is_router:
@@ -65,3 +71,12 @@ def _sidecar_route(view: ProxyView, name: str) -> BuiltResource | None:
 
 def _pack(name: str, config: Any) -> BuiltResource | None:
     return None if config is None else BuiltResource.pack(name, config)
+
+
+def _uses_labels(view: ProxyView) -> bool:
+    for egress in view.scope.egress:
+        for vs in egress.virtual_services:
+            for http in vs.spec.http:
+                if any(m.source_labels for m in http.match):
+                    return True
+    return False

@@ -211,3 +211,50 @@ async def test_delta_first_request_with_nothing_to_send_is_answered_empty() -> N
     finally:
         await client.close()
         await env.stop()
+
+
+RATINGS = """
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.1.1}]
+"""
+
+
+async def test_incremental_eds_version_matches_a_full_generation() -> None:
+    """After an endpoint-only push that regenerated one service's assignments, the SotW
+    version must equal what a full generation gives: a reconnect with it gets nothing."""
+    ads = AdsEnv(parse_all(MESH + RATINGS))
+    await ads.start()
+    names_ = [*SUBSET_CLUSTERS, "outbound|9080||ratings.default.svc.cluster.local"]
+    client = AdsClient(ads.address)
+    try:
+        await client.sotw(CDS)
+        cds = await client.recv()
+        await client.sotw(EDS, names_)
+        eds = await client.recv()
+        await client.sotw(CDS, version=cds.version_info, nonce=cds.nonce)
+        await client.sotw(EDS, names_, version=eds.version_info, nonce=eds.nonce)
+        await client.expect_nothing()
+        ads.apply(MESH.replace("10.0.0.1", "10.0.0.7"))
+        push = await client.recv()
+        assert names(push, endpoint_pb2.ClusterLoadAssignment) == [
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "outbound|9080||reviews.default.svc.cluster.local",
+        ]
+        await client.sotw(EDS, names_, version=push.version_info, nonce=push.nonce)
+        await client.close()
+        again = AdsClient(ads.address)
+        await again.sotw(CDS, version=cds.version_info)
+        await again.sotw(EDS, names_, version=push.version_info)
+        await again.expect_nothing()
+        await again.close()
+    finally:
+        await client.close()
+        await ads.stop()
