@@ -1,0 +1,1 @@
+"""Load harness and benchmark scenarios for pyistio (see docs/performance.md)."""

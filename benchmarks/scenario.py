@@ -1,0 +1,335 @@
+"""The xDS push scenario: one run of istiod and M simulated Envoys, phase by phase.
+
+1. render the template for N services into RUN/config, plus the three files of
+   `benchmarks.changes`; start istiod on that directory;
+2. start M clients in worker processes; all connect at once (t0) and follow Envoy's order;
+   initial convergence = t0 → the client's last initial ACK (and connect → same);
+3. istiod's idle CPU rate over `idle_window`, with every client connected;
+4. the changes, each by atomically rewriting one file; convergence = file rename → the
+   client's ACK of the last response of that push, per proxy; also measured from istiod's
+   "Push debounce stable" log line (--log-level info; its wall-clock stamps are mapped to
+   CLOCK_MONOTONIC), so the watch + debounce delay is split out;
+5. at the end: RSS and peak RSS (VmHWM), /debug/syncz, istiod's exit code and warnings, the
+   clients' CPU and the CPU of other processes on the machine.
+
+A phase ends when every client has received at least one response after the write and nothing
+arrived for a quiet period (PILOT_DEBOUNCE_AFTER + 0.4 s), or at `phase_timeout`. The whole
+run is bounded by `timeout`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from benchmarks.adsclient import client_specs
+from benchmarks.adspool import ClientPool, Collector
+from benchmarks.changes import CHANGE_FILES, CHANGES, atomic_write, write_initial
+from benchmarks.istiod_proc import IstiodProcess, wall_to_monotonic_offset
+from benchmarks.render import render_to, resolve_template
+from benchmarks.report import fmt_phase
+from benchmarks.results import (
+    PhaseResult,
+    RunResult,
+    fill_traffic,
+    machine_info,
+    quantiles,
+    system_busy_seconds,
+)
+
+
+@dataclass
+class Options:
+    services: int = 100
+    proxies: int = 50
+    template: str = "virtualservice"
+    api: str = "sotw"
+    instances: int | None = None
+    workers: int = 4
+    rounds: int = 1
+    changes: tuple[str, ...] = CHANGES
+    timeout: float = 120.0
+    phase_timeout: float = 30.0
+    log_level: str = "info"
+    env: dict[str, str] = field(default_factory=dict)
+    connect_spread: float = 0.0
+    label_groups: int = 1
+    idle_window: float = 1.0
+    workdir: Path | None = None
+    keep: bool = False
+    quiet: bool = False
+
+
+def go_duration(raw: str) -> float:
+    """A Go duration ("100ms", "1s", "1m30s") in seconds."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", raw)
+    if not parts or "".join(a + b for a, b in parts) != raw:
+        raise ValueError(f"not a Go duration: {raw!r}")
+    return sum(float(a) * units[b] for a, b in parts)
+
+
+def run(opts: Options) -> RunResult:
+    return Bench(opts).run()
+
+
+class Bench:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.say: Callable[[str], None] = (
+            (lambda s: None) if opts.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+        )
+        env_debounce = opts.env.get("PILOT_DEBOUNCE_AFTER", os.environ.get("PILOT_DEBOUNCE_AFTER"))
+        self.debounce_after = go_duration(env_debounce) if env_debounce else 0.1
+        self.quiet_period = self.debounce_after + 0.4
+        self.offset = wall_to_monotonic_offset()
+
+    def run(self) -> RunResult:
+        """Set up, run the phases, and always tear down (workers, istiod, the run directory)."""
+        opts = self.opts
+        started = time.monotonic()
+        busy0 = system_busy_seconds()
+        self_cpu0 = sum(os.times()[:2])
+        istiod_cpu_total = 0.0
+        loadavg = os.getloadavg()[0]
+        deadline = started + opts.timeout
+        own_tmp = None
+        if opts.workdir is None:
+            own_tmp = tempfile.TemporaryDirectory(prefix="xds-push-")
+            workdir = Path(own_tmp.name)
+        else:
+            workdir = opts.workdir
+            workdir.mkdir(parents=True, exist_ok=True)
+        result = RunResult(
+            options={k: str(v) for k, v in asdict(opts).items()}, machine=machine_info()
+        )
+        config = workdir / "config"
+        config.mkdir(exist_ok=True)
+        template = resolve_template(opts.template)
+        render_to(template, config, opts.services, opts.instances)
+        write_initial(config)
+        istiod = IstiodProcess(config, workdir / "istiod", log_level=opts.log_level, env=opts.env)
+        pool = ClientPool(opts.proxies)
+        try:
+            t_spawn = time.monotonic()
+            istiod.start(timeout=max(30.0, min(300.0, deadline - t_spawn)))
+            result.istiod_start_s = round(time.monotonic() - t_spawn, 2)
+            self.say(f"istiod pid {istiod.pid} grpc {istiod.grpc} http {istiod.http}")
+            status = istiod.get_json("/debug/push_status")
+            result.istiod_problems = list(status.get("problems", []))
+            registry = istiod.get_json("/debug/registryz")
+            result.services = len(registry)
+            result.proxies = opts.proxies
+            result.istiod_rss_before_clients_mb = round(istiod.rss_mb()[0], 1)
+            pool.start(
+                client_specs(opts.proxies, opts.label_groups),
+                istiod.grpc,
+                opts.api == "delta",
+                opts.workers,
+                deadline,
+                opts.connect_spread,
+                ready_by=min(deadline, started + 60),
+            )
+            self._phases(istiod, pool, result, deadline)
+        finally:
+            pool.stop()
+            if istiod.running:
+                istiod_cpu_total = istiod.cpu_seconds()
+                warnings = [
+                    f"{line.level} {line.logger}: {line.message}"
+                    for line in istiod.log_lines()
+                    if line.level in ("warn", "error", "fatal")
+                ]
+                result.istiod_warnings = warnings[:20]
+            result.istiod_exit_code = istiod.stop()
+            pool.close()
+            if own_tmp is not None and not opts.keep:
+                own_tmp.cleanup()
+            elif own_tmp is not None:
+                self.say(f"kept {workdir}")
+        collector = pool.collector
+        result.client_cpu_s = round(pool.cpu_seconds, 2)
+        result.client_errors = [f"client {e.client}: {e.detail}" for e in collector.errors][:20]
+        result.wall_s = round(time.monotonic() - started, 2)
+        result.loadavg_start = loadavg
+        result.system_busy_cpu_s = round(system_busy_seconds() - busy0, 2)
+        own = sum(os.times()[:2]) - self_cpu0
+        result.other_cpu_s = round(
+            max(0.0, result.system_busy_cpu_s - istiod_cpu_total - result.client_cpu_s - own), 2
+        )
+        result.ok = (
+            result.initial.converged == opts.proxies
+            and all(not p.not_converged for p in result.changes)
+            and not result.client_errors
+            and result.istiod_exit_code == 0
+            and result.server_side_synced == opts.proxies
+        )
+        return result
+
+    def _phases(
+        self, istiod: IstiodProcess, pool: ClientPool, result: RunResult, deadline: float
+    ) -> None:
+        """Initial convergence, the idle rate, the changes, and the end-of-run checks."""
+        opts = self.opts
+        collector = pool.collector
+
+        # ---- initial convergence ----------------------------------------------------------
+        cpu0 = istiod.cpu_seconds()
+        t0 = time.monotonic()
+        pool.go()
+        self.say(f"{opts.proxies} clients connecting ({opts.api})")
+        phase_end = min(deadline, t0 + opts.phase_timeout + opts.connect_spread)
+        while len(collector.synced) < opts.proxies and time.monotonic() < phase_end:
+            pool.pump(0.02)
+        self._quiet(pool, phase_end)
+        cpu1 = istiod.cpu_seconds()
+        t1 = time.monotonic()
+        result.initial = self._initial_phase(collector, t0, t1, cpu1 - cpu0)
+        result.initial_connect_to_sync_ms = quantiles(
+            [
+                collector.synced[c] - collector.connected[c]
+                for c in collector.synced
+                if c in collector.connected
+            ]
+        )
+        self.say(fmt_phase(result.initial))
+
+        # ---- idle rate --------------------------------------------------------------------
+        c_idle, t_idle = istiod.cpu_seconds(), time.monotonic()
+        idle_end = t_idle + opts.idle_window
+        while time.monotonic() < idle_end:
+            pool.pump(0.05)
+        result.idle_cpu_per_s = round(
+            (istiod.cpu_seconds() - c_idle) / (time.monotonic() - t_idle), 4
+        )
+        result.initial.istiod_cpu_net_s = round(
+            max(0.0, result.initial.istiod_cpu_s - result.idle_cpu_per_s * (t1 - t0)), 3
+        )
+        result.initial.istiod_cpu_per_proxy_ms = round(
+            result.initial.istiod_cpu_net_s / max(1, opts.proxies) * 1000, 2
+        )
+
+        # ---- changes ----------------------------------------------------------------------
+        for rnd in range(1, opts.rounds + 1):
+            for change in opts.changes:
+                if time.monotonic() + self.quiet_period > deadline:
+                    break
+                phase = self._change_phase(
+                    istiod, pool, change, rnd, deadline, result.idle_cpu_per_s
+                )
+                result.changes.append(phase)
+                self.say(fmt_phase(phase))
+
+        # ---- the end ----------------------------------------------------------------------
+        result.istiod_rss_mb, result.istiod_peak_rss_mb = (round(v, 1) for v in istiod.rss_mb())
+        result.server_side_synced = sum(
+            1
+            for status in istiod.get_json("/debug/syncz")
+            if status.get("resources")
+            and all(
+                r.get("sent") and r["sent"] == r.get("acked") for r in status["resources"].values()
+            )
+        )
+
+    def _quiet(self, pool: ClientPool, until: float) -> None:
+        """Pump until nothing has arrived for the quiet period (or `until`)."""
+        while time.monotonic() < until:
+            pool.pump(0.02)
+            if time.monotonic() - max(pool.collector.last_record_at, 0.0) >= self.quiet_period:
+                return
+
+    def _initial_phase(self, c: Collector, t0: float, t1: float, cpu: float) -> PhaseResult:
+        phase = PhaseResult("initial")
+        phase.converged = len(c.synced)
+        phase.not_converged = sorted(set(range(c.clients)) - set(c.synced))
+        phase.convergence_ms = quantiles([t - t0 for t in c.synced.values()])
+        records = [r for r in c.records if r.received <= t1]
+        fill_traffic(phase, records, c.clients)
+        phase.istiod_cpu_s = round(cpu, 3)
+        phase.duration_s = round(t1 - t0, 3)
+        return phase
+
+    def _change_phase(
+        self,
+        istiod: IstiodProcess,
+        pool: ClientPool,
+        change: str,
+        rnd: int,
+        deadline: float,
+        idle_rate: float,
+    ) -> PhaseResult:
+        c = pool.collector
+        file_name, make = CHANGE_FILES[change]
+        path = istiod.config_dir / file_name
+        cpu0 = istiod.cpu_seconds()
+        atomic_write(path, make(rnd))
+        t_write = time.monotonic()
+        end = min(deadline, t_write + self.opts.phase_timeout)
+        heard: set[int] = set()
+        while time.monotonic() < end:
+            pool.pump(0.02)
+            heard = {r.client for r in c.since(t_write)}
+            quiet = time.monotonic() - max(c.last_record_at, t_write)
+            if len(heard) >= c.clients and quiet >= self.quiet_period:
+                break
+            if not heard and quiet >= max(5.0, 10 * self.quiet_period):
+                break  # nothing at all: istiod did not push this change
+        t_end = time.monotonic()
+        cpu = istiod.cpu_seconds() - cpu0
+        phase = PhaseResult(change, rnd)
+        records = c.since(t_write)
+        last_ack: dict[int, float] = {}
+        for r in records:
+            last_ack[r.client] = max(last_ack.get(r.client, 0.0), r.acked)
+        phase.converged = len(last_ack)
+        phase.not_converged = sorted(set(range(c.clients)) - set(last_ack))
+        phase.convergence_ms = quantiles([t - t_write for t in last_ack.values()])
+        fill_traffic(phase, records, c.clients)
+        phase.istiod_cpu_s = round(cpu, 3)
+        phase.duration_s = round(t_end - t_write, 3)
+        phase.istiod_cpu_net_s = round(max(0.0, cpu - idle_rate * (t_end - t_write)), 3)
+        phase.istiod_cpu_per_proxy_ms = round(phase.istiod_cpu_net_s / max(1, c.clients) * 1000, 2)
+        self._debounce(istiod, phase, t_write, t_end, last_ack)
+        return phase
+
+    def _debounce(
+        self,
+        istiod: IstiodProcess,
+        phase: PhaseResult,
+        t_write: float,
+        t_end: float,
+        last_ack: dict[int, float],
+    ) -> None:
+        """Split out watch + debounce delay using istiod's info log (wall → monotonic)."""
+        lines = [
+            ln for ln in istiod.log_lines() if t_write - 0.005 <= ln.wall - self.offset <= t_end
+        ]
+        event = next(
+            (
+                ln
+                for ln in lines
+                if ln.logger.endswith("environment") and ln.message.startswith("config ")
+            ),
+            None,
+        )
+        stable = next((ln for ln in lines if "Push debounce stable" in ln.message), None)
+        pushing = next((ln for ln in lines if ln.message.startswith("XDS: Pushing")), None)
+        if event is not None:
+            phase.watch_delay_ms = round((event.wall - self.offset - t_write) * 1000, 2)
+        if pushing is not None:
+            m = re.search(r"built in ([\d.]+)ms", pushing.message)
+            phase.push_build_ms = float(m.group(1)) if m else None
+        if stable is not None:
+            t_stable = stable.wall - self.offset
+            phase.debounce_source = "istiod log 'Push debounce stable' (info)"
+        else:
+            t_stable = t_write + self.debounce_after
+            phase.debounce_source = "estimated: write + PILOT_DEBOUNCE_AFTER (no info log)"
+        phase.debounce_end_ms = round((t_stable - t_write) * 1000, 2)
+        phase.from_debounce_ms = quantiles([t - t_stable for t in last_ack.values()])
