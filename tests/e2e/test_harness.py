@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -325,14 +324,6 @@ def test_istiod_start_failure_reports_log(tmp_path: Path) -> None:
         istiod.start(timeout=10)
 
 
-def _istiod_exists() -> bool:
-    try:
-        return importlib.util.find_spec("pilot.bootstrap.main") is not None
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(not _istiod_exists(), reason="istiod (pilot.bootstrap.main) not written yet")
 def test_real_istiod_starts_and_stops(istiod_factory: Callable[..., IstiodProcess]) -> None:
     istiod = istiod_factory()
     assert {"grpc", "http"} <= set(istiod.addresses)

@@ -163,11 +163,11 @@ def case_files(directory: Path) -> list[Path]:
 
 @functools.cache
 def case_discovery(path: Path) -> tuple[FakeDiscovery, ProxySpec]:
-    """The case's configs built once per test session, and its proxy; skips the calling test
-    when an include is not on this machine."""
+    """The case's configs built once per test session, and its proxy. An include that is
+    missing (e.g. ../shared/conformance not next to the checkout) fails the test."""
     case = load_case(path)
     if case.missing:
-        pytest.skip(f"inputs not on this machine: {', '.join(case.missing)}")
+        pytest.fail(f"case inputs not found: {', '.join(case.missing)}")
     return FakeDiscovery(case.sources, mesh=case.mesh), case.proxy
 
 
