@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-ISTIO_VERSION = "1.28.0-pyistio"
+from pkg.version import VERSION
+
+ISTIO_VERSION = VERSION
 CLUSTER_ID = "Kubernetes"
 MESH_ID = "cluster.local"
 DOMAIN_SUFFIX = "svc.cluster.local"

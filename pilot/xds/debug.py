@@ -22,9 +22,8 @@ from pilot.model.push_context import PushContext
 from pilot.xds.config_dump import build_config_dump, to_json
 from pilot.xds.connection import Connection
 from pilot.xds.server import DiscoveryServer
+from pkg.version import VERSION
 from pkg.xds import typeurls
-
-VERSION = "1.28.0-pyistio"
 
 _SHORT_FIELDS = {
     typeurls.CLUSTER: "cluster",
