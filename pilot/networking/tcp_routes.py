@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pilot.model.proxy_view import ProxyView
-from pilot.model.service import Protocol, Service
+from pilot.model.service import Service
 from pilot.model.virtual_service_index import MESH_GATEWAY, BoundVirtualService
 from pilot.networking import naming
 from pilot.networking.filters import tcp_proxy_filter
@@ -152,7 +152,3 @@ def tls_chains(
         return out
     sni = (svc.hostname,) if (shares_wildcard or cidrs) else ()
     return [NetChain([tcp_proxy_filter(_default_cluster(svc, port))], sni, cidrs)]
-
-
-def is_tls_protocol(protocol: Protocol) -> bool:
-    return protocol.is_tls

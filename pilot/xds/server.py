@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,7 +80,6 @@ class DiscoveryServer:
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._debouncer: Debouncer | None = None
-        self.push_listeners: list[Callable[[PushContext, PushRequest], None]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -136,8 +135,6 @@ class DiscoveryServer:
             push = PushContext.build(self._source.push_inputs())
         self._push_context = push
         request = request.with_push(push)
-        for listener in self.push_listeners:
-            listener(push, request)
         for conn_id in list(self._streams):
             self._queue.enqueue(conn_id, request)
         log.info(

@@ -124,11 +124,6 @@ def delta_response(
     return b"".join(parts)
 
 
-def control_plane_identifier(identifier: str) -> bytes:
-    """A serialized envoy.config.core.v3.ControlPlane{identifier}."""
-    return _str_field(1, identifier)
-
-
 def set_version(resources: Iterable[tuple[str, str]]) -> str:
     """A version for a set of (name, version) pairs: equal sets give equal versions."""
     digest = hashlib.sha256()
