@@ -31,6 +31,7 @@ from pilot.model.push_context import PushContext
 from pilot.model.push_request import PushRequest
 from pilot.xds.generators.base import Generator
 from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
+from pilot.xds.proxy_dependencies import proxy_needs_push
 from pilot.xds.wire import BuiltResource, delta_response, set_version, sotw_response
 from pkg.xds import typeurls
 
@@ -157,6 +158,8 @@ class Connection:
     def on_push(self, req: PushRequest) -> list[bytes]:
         push = req.push or self._push_context()
         view = proxy_view(self.proxy, push)
+        if not proxy_needs_push(view, req):
+            return []
         self.stats.pushes += 1
         out: list[bytes] = []
         for type_url in typeurls.PUSH_ORDER:

@@ -1,0 +1,56 @@
+"""Which changes concern which proxies (pushes to others are skipped)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pilot.model.push_request import PushRequest, TriggerReason
+from pilot.xds.proxy_dependencies import proxy_needs_push
+from pkg.config.model import ConfigKey, Kind
+from tests.helpers.xds import FakeDiscovery, ProxySpec
+
+CONFIGS = """
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: scoped, namespace: a}
+spec:
+  egress: [{hosts: ["./*", "istio-system/*"]}]
+"""
+
+SCOPED = ProxySpec(name="app.a", ip="10.0.0.1")
+OPEN = ProxySpec(name="app.b", ip="10.0.0.2")
+GATEWAY = ProxySpec(type="router", name="gw.istio-system", ip="10.0.0.3")
+
+
+def change(kind: Kind, namespace: str, name: str = "x") -> PushRequest:
+    return PushRequest.of([ConfigKey(kind, name, namespace)], TriggerReason.CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("proxy", "request_", "expected"),
+    [
+        (SCOPED, change(Kind.GATEWAY, "a"), False),
+        (GATEWAY, change(Kind.GATEWAY, "a"), True),
+        (GATEWAY, change(Kind.SIDECAR, "istio-system"), False),
+        (SCOPED, change(Kind.SIDECAR, "b"), False),
+        (SCOPED, change(Kind.SIDECAR, "a"), True),
+        (OPEN, change(Kind.SIDECAR, "istio-system"), True),  # mesh-wide default Sidecar
+        (SCOPED, change(Kind.PEER_AUTHENTICATION, "b"), False),
+        (SCOPED, change(Kind.VIRTUAL_SERVICE, "b"), False),  # not imported by the scope
+        (SCOPED, change(Kind.VIRTUAL_SERVICE, "a"), True),
+        (OPEN, change(Kind.VIRTUAL_SERVICE, "c"), True),  # imports every namespace
+        (SCOPED, change(Kind.DESTINATION_RULE, "b"), True),  # may apply via a route to b
+        (SCOPED, change(Kind.ENDPOINTS, "b"), True),
+    ],
+)
+def test_proxy_needs_push(proxy: ProxySpec, request_: PushRequest, expected: bool) -> None:
+    discovery = FakeDiscovery(CONFIGS)
+    assert proxy_needs_push(discovery.view(proxy), request_) is expected
+
+
+def test_forced_and_mixed_requests_push() -> None:
+    view = FakeDiscovery(CONFIGS).view(SCOPED)
+    forced = PushRequest.of([], TriggerReason.DEBUG, forced=True)
+    assert proxy_needs_push(view, forced)
+    mixed = change(Kind.GATEWAY, "a").merge(change(Kind.VIRTUAL_SERVICE, "a"))
+    assert proxy_needs_push(view, mixed)
