@@ -1,16 +1,15 @@
 """Prometheus metrics with Istio's names, served at /metrics.
 
-A dedicated registry per process (not the library's global one), so tests and several istiod
-instances in one interpreter do not collide.
+Metrics live in the process registry of `pkg.monitoring`, shared with the CA's citadel_* ones.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from pkg.monitoring import REGISTRY
 
 XDS_CLIENTS = Gauge(
     "pilot_xds", "Number of endpoints connected to this pilot using XDS.", ["version"],
