@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from pkg.credentials import Identity
 from pkg.errors import ConfigError
 
 
@@ -46,6 +47,9 @@ class Proxy:
     istio_version: str = ""
     workload_name: str = ""
     locality: str = ""
+    # The identity proven by the stream's credentials (secure port); None on the plaintext port.
+    # Never taken from node metadata.
+    identity: Identity | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pilot.model.destination_rule_index import DestinationRuleIndex, MergedDestinationRule
 from pilot.model.endpoint import EndpointIndex, IstioEndpoint
 from pilot.model.gateway import ServiceTarget
+from pilot.model.peer_authentication import PeerAuthenticationIndex
 from pilot.model.service import Service
 from pilot.model.service_index import ServiceIndex
 from pilot.model.sidecar_scope import SidecarScope, build_sidecar_scope
@@ -83,6 +84,7 @@ class PushContext:
     sidecars: Mapping[str, tuple[Config[Any], ...]]
     endpoints: EndpointIndex
     workloads: Mapping[tuple[str, str], WorkloadInfo]  # (namespace, address) → workload
+    peer_authentication: PeerAuthenticationIndex = field(default_factory=PeerAuthenticationIndex)
     errors: tuple[str, ...] = ()
     created: float = 0.0
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
@@ -128,6 +130,9 @@ class PushContext:
             sidecars=MappingProxyType({k: tuple(v) for k, v in sidecars.items()}),
             endpoints=inputs.endpoints,
             workloads=MappingProxyType(workloads),
+            peer_authentication=PeerAuthenticationIndex.build(
+                configs.get(Kind.PEER_AUTHENTICATION, ()), mesh.root_namespace
+            ),
             errors=dr_index.problems,
             created=time.monotonic(),
         )

@@ -30,6 +30,15 @@ from pilot.networking.protos import (
     to_any,
     uint32,
 )
+from pilot.networking.tls import (
+    ALPN_MESH_H2,
+    ALPN_MESH_HTTP11,
+    ALPN_MESH_TCP,
+    auto_mtls_matches,
+    istio_mutual_upstream,
+    simple_upstream,
+    transport_socket,
+)
 from pilot.networking.traffic_policy import EffectivePolicy, effective_policy
 
 _MAX_UINT32 = 0xFFFFFFFF
@@ -141,11 +150,77 @@ def _outbound_cluster(
     protocol_options = _apply_connection_pool(c, view, policy)
     protocol_options = _apply_upstream_protocol(view, port, protocol_options, policy)
     _apply_load_balancer(c, policy)
+    _apply_tls(c, view, svc, port, subset, policy, protocol_options)
     if protocol_options is not None:
         c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
             to_any(_finish_protocol_options(protocol_options))
         )
     return c
+
+
+def _mesh_alpn(port: ServicePort, options: Any | None) -> tuple[str, ...]:
+    if options is not None and options.WhichOneof("upstream_protocol_options") == (
+        "use_downstream_protocol_config"
+    ):
+        return ("istio-http/1.1", "istio-h2", "istio")
+    if port.protocol.is_http2:
+        return ALPN_MESH_H2
+    if port.protocol.is_http:
+        return ALPN_MESH_HTTP11
+    return ALPN_MESH_TCP
+
+
+def _apply_tls(
+    c: Any,
+    view: ProxyView,
+    svc: Service,
+    port: ServicePort,
+    subset: str,
+    policy: EffectivePolicy,
+    options: Any | None,
+) -> None:
+    """DestinationRule TLS, else Istio's auto mTLS. A proxy without an identity (plaintext xDS)
+    has no certificate to present, so it gets no mesh mTLS at all."""
+    tls = policy.tls
+    has_identity = view.proxy.identity is not None
+    sni = naming.dns_srv_subset_key(port.port, subset, svc.hostname)
+    if tls is not None:
+        mode = str(tls.mode)
+        if mode == "ISTIO_MUTUAL" and has_identity:
+            sans = tuple(tls.subject_alt_names) or svc.service_accounts
+            context = istio_mutual_upstream(tls.sni or sni, sans, _mesh_alpn(port, options))
+            c.transport_socket.CopyFrom(transport_socket(context))
+        elif mode in ("SIMPLE", "MUTUAL"):
+            sans = tuple(tls.subject_alt_names) or svc.service_accounts
+            alpn = ("h2",) if port.protocol.is_http2 else ()
+            host_sni = "" if svc.hostname.startswith("*") else svc.hostname
+            context = simple_upstream(
+                tls.sni or host_sni,
+                sans,
+                _credential(tls.credential_name),
+                mode == "MUTUAL",
+                alpn,
+                bool(tls.insecure_skip_verify),
+            )
+            c.transport_socket.CopyFrom(transport_socket(context))
+        return
+    mesh = view.push.mesh
+    if (
+        not has_identity
+        or not mesh.enable_auto_mtls
+        or svc.mesh_external
+        or c.type == cluster_pb2.Cluster.ORIGINAL_DST
+    ):
+        return
+    context = istio_mutual_upstream(sni, svc.service_accounts, _mesh_alpn(port, options))
+    c.transport_socket_matches.extend(auto_mtls_matches(context))
+
+
+def _credential(name: str) -> str:
+    """credentialName → SDS resource name (`kubernetes://name`), as Istio normalizes it."""
+    if not name or "://" in name:
+        return name
+    return f"kubernetes://{name}"
 
 
 def _default_thresholds() -> Any:

@@ -53,6 +53,7 @@ class CdsGenerator:
                 svc.ports,
                 dr.sources if dr is not None else None,
                 view.is_router,
+                view.proxy.identity is not None,
             )
             out.extend(push.memo(key, partial(_outbound, view, svc)))
         out.extend(push.memo(("cds-fixed", view.is_router), partial(_fixed, view)))
