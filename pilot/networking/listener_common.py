@@ -13,7 +13,7 @@ import ipaddress
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_pb2
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.config.route.v3 import route_pb2 as route_config_pb2
 from google.protobuf import wrappers_pb2
@@ -21,7 +21,6 @@ from google.protobuf import wrappers_pb2
 from pilot.model.proxy_view import ProxyView
 from pilot.model.service import Protocol
 from pilot.networking import naming
-from pilot.networking.filters import hcm_filter, http_connection_manager, tcp_proxy_filter
 from pilot.networking.protos import duration, socket_address
 
 WILDCARD = "0.0.0.0"
@@ -93,29 +92,3 @@ def inbound_route_config(cluster: str, port: int, protocol: Protocol, operation:
     config.virtual_hosts.append(vhost)
     config.validate_clusters.value = False
     return config
-
-
-def inbound_chain(
-    view: ProxyView,
-    port: int,
-    protocol: Protocol,
-    cluster: str,
-    operation: str,
-    match_port: bool,
-) -> Any:
-    """One inbound filter chain: HCM with the inline inbound route, or tcp_proxy."""
-    chain = listener_components_pb2.FilterChain(name=naming.inbound_chain_name(port))
-    if match_port:
-        chain.filter_chain_match.destination_port.value = port
-    if protocol.is_http:
-        manager = http_connection_manager(
-            naming.inbound_stat_prefix(port),
-            route_config=inbound_route_config(cluster, port, protocol, operation),
-            forward_client_cert=True,
-            http2=protocol.is_http2,
-            access_log_path=view.push.mesh.access_log_file,
-        )
-        chain.filters.append(hcm_filter(manager))
-    else:
-        chain.filters.append(tcp_proxy_filter(cluster))
-    return chain

@@ -29,20 +29,11 @@ from pilot.networking.filters import (
     hcm_filter,
     http_connection_manager,
     http_inspector_filter,
-    original_dst_filter,
     tcp_proxy_filter,
     tls_inspector_filter,
 )
-from pilot.networking.listener_common import (
-    INBOUND,
-    OUTBOUND,
-    WILDCARD,
-    inbound_bind,
-    inbound_chain,
-    inbound_route_config,
-    local_bind,
-    new_listener,
-)
+from pilot.networking.listener_common import OUTBOUND, WILDCARD, local_bind, new_listener
+from pilot.networking.listener_inbound import build_inbound_listeners
 from pilot.networking.protos import duration, uint32
 from pilot.networking.tcp_routes import NetChain, tcp_chains, tls_chains
 
@@ -87,7 +78,7 @@ class _Entry:
 def build_sidecar_listeners(view: ProxyView) -> list[Any]:
     out = _outbound_listeners(view)
     none_mode = view.proxy.interception_mode is InterceptionMode.NONE
-    out.extend(_inbound_listeners(view, none_mode))
+    out.extend(build_inbound_listeners(view, none_mode))
     if not none_mode:
         out.append(_virtual_outbound(view))
     return out
@@ -272,120 +263,3 @@ def _virtual_outbound(view: ProxyView) -> Any:
     cluster = _fallthrough_cluster(view)
     catch_all.filters.append(tcp_proxy_filter(cluster, stat_prefix=cluster))
     return listener
-
-
-# ---- inbound ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _InboundPort:
-    port: int
-    protocol: Protocol
-    cluster: str
-    operation: str
-    bind: str
-    bind_to_port: bool
-
-
-def _inbound_ports(view: ProxyView, none_mode: bool) -> list[_InboundPort]:
-    ingress = view.scope.ingress
-    out: dict[int, _InboundPort] = {}
-    if ingress:
-        for listener in ingress:
-            number = int(listener.port.number)
-            if number in out:
-                continue
-            capture = str(listener.capture_mode or "DEFAULT")
-            bind_to_port = none_mode if capture == "DEFAULT" else capture == "NONE"
-            scope_host = f"{view.scope.name}.{view.scope.namespace}"
-            out[number] = _InboundPort(
-                number,
-                Protocol.parse(listener.port.protocol),
-                naming.inbound_cluster(number),
-                f"{scope_host}:{number}/*",
-                listener.bind or inbound_bind(view),
-                bind_to_port,
-            )
-        return [out[k] for k in sorted(out)]
-    if none_mode:
-        return []
-    for target in view.targets:
-        if target.target_port in out:
-            continue
-        out[target.target_port] = _InboundPort(
-            target.target_port,
-            target.protocol,
-            naming.inbound_cluster(target.target_port),
-            f"{target.hostname}:{target.port}/*",
-            WILDCARD,
-            False,
-        )
-    return [out[k] for k in sorted(out)]
-
-
-def _inbound_listeners(view: ProxyView, none_mode: bool) -> list[Any]:
-    out: list[Any] = []
-    virtual_chains: list[Any] = []
-    for p in _inbound_ports(view, none_mode):
-        if p.bind_to_port:
-            name = naming.listener_name(p.bind, p.port)
-            listener = new_listener(name, p.bind, p.port, INBOUND)
-            listener.filter_chains.append(_inbound_port_chain(view, p, match_port=False))
-            out.append(listener)
-        else:
-            virtual_chains.append(_inbound_port_chain(view, p, match_port=True))
-    if not none_mode:
-        out.insert(0, _virtual_inbound(view, virtual_chains))
-    return out
-
-
-def _inbound_port_chain(view: ProxyView, p: _InboundPort, match_port: bool) -> Any:
-    protocol = p.protocol if not p.protocol.is_unsupported else Protocol.TCP
-    if p.protocol.is_unsupported and match_port:
-        # Sniffed inbound ports: HTTP when the inspector says so, else TCP (chain order).
-        protocol = Protocol.HTTP
-    chain = inbound_chain(view, p.port, protocol, p.cluster, p.operation, match_port)
-    if p.protocol.is_unsupported and match_port:
-        chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
-        chain.filter_chain_match.transport_protocol = "raw_buffer"
-    return chain
-
-
-def _virtual_inbound(view: ProxyView, port_chains: list[Any]) -> Any:
-    mesh = view.push.mesh
-    listener = new_listener(
-        naming.VIRTUAL_INBOUND_LISTENER, WILDCARD, mesh.proxy_inbound_listen_port, INBOUND
-    )
-    listener.listener_filters.append(original_dst_filter())
-    listener.listener_filters.append(http_inspector_filter())
-    listener.listener_filters_timeout.CopyFrom(duration(mesh.protocol_detection_timeout))
-    blackhole = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_BLACKHOLE_CHAIN)
-    blackhole.filter_chain_match.destination_port.value = mesh.proxy_inbound_listen_port
-    blackhole.filters.append(
-        tcp_proxy_filter(naming.BLACKHOLE_CLUSTER, stat_prefix=naming.BLACKHOLE_CLUSTER)
-    )
-    # Passthrough: plaintext HTTP, then anything else as TCP.
-    http = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_CATCHALL_HTTP_CHAIN)
-    http.filter_chain_match.transport_protocol = "raw_buffer"
-    http.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
-    manager = http_connection_manager(
-        naming.stat_prefix(naming.INBOUND_PASSTHROUGH_CLUSTER),
-        route_config=_passthrough_route(),
-        forward_client_cert=True,
-        access_log_path=mesh.access_log_file,
-    )
-    http.filters.append(hcm_filter(manager))
-    tcp = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_LISTENER)
-    tcp.filter_chain_match.transport_protocol = "raw_buffer"
-    tcp.filters.append(
-        tcp_proxy_filter(
-            naming.INBOUND_PASSTHROUGH_CLUSTER, stat_prefix=naming.INBOUND_PASSTHROUGH_CLUSTER
-        )
-    )
-    listener.filter_chains.extend(port_chains)
-    return listener
-
-
-def _passthrough_route() -> Any:
-    cluster = naming.INBOUND_PASSTHROUGH_CLUSTER
-    return inbound_route_config(cluster, 0, Protocol.HTTP, f"{cluster}/*")

@@ -44,6 +44,8 @@ def _imported_namespaces(view: ProxyView) -> frozenset[str] | None:
 
 def _concerns(view: ProxyView, key: ConfigKey, imported: frozenset[str] | None) -> bool:
     kind = key.kind
+    if kind is Kind.SECRET:
+        return _secret_concerns(view, key)
     if kind is Kind.GATEWAY:
         return view.is_router
     if kind is Kind.SIDECAR and view.is_router:
@@ -54,6 +56,17 @@ def _concerns(view: ProxyView, key: ConfigKey, imported: frozenset[str] | None) 
     if kind is Kind.VIRTUAL_SERVICE and imported is not None and not view.is_router:
         return key.namespace in imported or key.namespace == root
     return True
+
+
+def _secret_concerns(view: ProxyView, key: ConfigKey) -> bool:
+    """A renewed workload certificate (keyed by SPIFFE id) concerns the proxies of that
+    identity; the trust bundle (no namespace) everyone; a Secret document its namespace."""
+    if key.name.startswith("spiffe://"):
+        identity = view.proxy.identity
+        return identity is not None and identity.spiffe_id == key.name
+    if not key.namespace:
+        return True
+    return key.namespace == view.namespace
 
 
 def proxy_needs_push(view: ProxyView, req: PushRequest) -> bool:

@@ -7,13 +7,16 @@ from pilot.xds.generators.cds import CdsGenerator
 from pilot.xds.generators.eds import EdsGenerator
 from pilot.xds.generators.lds import LdsGenerator
 from pilot.xds.generators.rds import RdsGenerator
+from pilot.xds.generators.sds import SdsGenerator
+from pkg.credentials import CredentialSource
 from pkg.xds import typeurls
 
 
-def default_generators() -> dict[str, Generator]:
+def default_generators(credentials: CredentialSource | None = None) -> dict[str, Generator]:
     return {
         typeurls.CLUSTER: CdsGenerator(),
         typeurls.ENDPOINT: EdsGenerator(),
         typeurls.LISTENER: LdsGenerator(),
         typeurls.ROUTE: RdsGenerator(),
+        typeurls.SECRET: SdsGenerator(credentials),
     }
