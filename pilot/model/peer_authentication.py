@@ -89,6 +89,18 @@ class PeerAuthenticationIndex:
                 return mode
         return MTLSMode.PERMISSIVE
 
+    def namespace_mode(self, namespace: str) -> MTLSMode:
+        """The mode a client infers for a service in `namespace` (Istio's
+        BestEffortInferServiceMTLSMode): namespace then mesh policy, else PERMISSIVE."""
+        wide = self.namespace_wide
+        for config in (wide.get(namespace), wide.get(self.root_namespace)):
+            if config is None:
+                continue
+            mode = _mode(config.spec.mtls)
+            if mode is not MTLSMode.UNSET:
+                return mode
+        return MTLSMode.PERMISSIVE
+
     def sources(self, namespace: str, labels: Mapping[str, str]) -> tuple[Config[Any], ...]:
         """The policies that can decide this workload's modes (for provenance and caching)."""
         found = (

@@ -53,5 +53,11 @@ def _compute(proxy: Proxy, push: PushContext) -> ProxyView:
 
 
 def proxy_view(proxy: Proxy, push: PushContext) -> ProxyView:
-    key = ("view", proxy.id, proxy.service_account, tuple(sorted(proxy.labels.items())))
+    key = (
+        "view",
+        proxy.id,
+        proxy.service_account,
+        tuple(sorted(proxy.labels.items())),
+        proxy.identity,
+    )
     return push.memo(key, lambda: _compute(proxy, push))

@@ -18,6 +18,7 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from pilot.model.destination_rule_index import MergedDestinationRule
+from pilot.model.peer_authentication import MTLSMode
 from pilot.model.proxy import InterceptionMode
 from pilot.model.proxy_view import ProxyView
 from pilot.model.service import Protocol, Resolution, Service, ServicePort
@@ -179,8 +180,9 @@ def _apply_tls(
     policy: EffectivePolicy,
     options: Any | None,
 ) -> None:
-    """DestinationRule TLS, else Istio's auto mTLS. A proxy without an identity (plaintext xDS)
-    has no certificate to present, so it gets no mesh mTLS at all."""
+    """DestinationRule TLS, else Istio's auto mTLS (not towards a namespace whose
+    PeerAuthentication disables mTLS). A proxy without an identity (plaintext xDS) has no
+    certificate to present, so it gets no mesh mTLS at all."""
     tls = policy.tls
     has_identity = view.proxy.identity is not None
     sni = naming.dns_srv_subset_key(port.port, subset, svc.hostname)
@@ -210,6 +212,7 @@ def _apply_tls(
         or not mesh.enable_auto_mtls
         or svc.mesh_external
         or c.type == cluster_pb2.Cluster.ORIGINAL_DST
+        or view.push.peer_authentication.namespace_mode(svc.namespace) is MTLSMode.DISABLE
     ):
         return
     context = istio_mutual_upstream(sni, svc.service_accounts, _mesh_alpn(port, options))

@@ -3,14 +3,17 @@
 `validation_bootstrap(resources)` turns one proxy's generated resources into a static
 bootstrap that makes Envoy load every one of them the way it would over ADS: listeners with
 their route configurations inlined (in place of `rds`), EDS clusters turned STATIC with their
-ClusterLoadAssignment as `load_assignment`, everything else as generated. Envoy's validate
-mode runs the full config parsing and checks (proto constraints, unknown extensions, duplicate
-virtual host domains, overlapping filter chain matches, bad regexes) without binding ports or
-connecting anywhere: exit 0 means Envoy would ACK.
+ClusterLoadAssignment as `load_assignment`, SDS references pointed at static secrets holding a
+throwaway certificate (validate mode cannot fetch secrets), everything else as generated.
+Envoy's validate mode runs the full config parsing and checks (proto constraints, unknown
+extensions, duplicate virtual host domains, overlapping filter chain matches, bad regexes)
+without binding ports or connecting anywhere: exit 0 means Envoy would ACK.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
 import shutil
 import subprocess
@@ -18,6 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
@@ -66,6 +73,77 @@ def _static_cluster(cluster: Any, resources: XdsResources) -> Any:
     return out
 
 
+@functools.cache
+def _throwaway_cert() -> tuple[str, str]:
+    """A self-signed certificate and key (PEM) standing in for every SDS secret."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyistio-validate")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier("spiffe://cluster.local/ns/default/sa/validate")]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
+    """Turn SDS references into references to static secrets (validate mode has no ADS to
+    fetch them from): drop `sdsConfig` and remember which names need which kind of secret."""
+    if isinstance(node, list):
+        for item in node:
+            _static_secrets(item, certs, cas)
+        return
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        if key == "tlsCertificateSdsSecretConfigs":
+            for ref in value:
+                ref.pop("sdsConfig", None)
+                certs.add(ref["name"])
+        elif key == "validationContextSdsSecretConfig":
+            value.pop("sdsConfig", None)
+            cas.add(value["name"])
+        else:
+            _static_secrets(value, certs, cas)
+
+
+def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
+    cert, key = _throwaway_cert()
+    out: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "tlsCertificate": {
+                "certificateChain": {"inlineString": cert},
+                "privateKey": {"inlineString": key},
+            },
+        }
+        for name in sorted(certs)
+    ]
+    out.extend(
+        {"name": name, "validationContext": {"trustedCa": {"inlineString": cert}}}
+        for name in sorted(cas)
+    )
+    return out
+
+
 def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
     proxy = resources.view.proxy
     listeners = [_inline_routes(lst, resources) for lst in resources.listeners.values()]
@@ -96,6 +174,11 @@ def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
             ],
         },
     }
+    static_listeners = [to_proto_dict(lst) for lst in listeners]
+    static_clusters = [to_proto_dict(c) for c in clusters]
+    certs: set[str] = set()
+    cas: set[str] = set()
+    _static_secrets([static_listeners, static_clusters], certs, cas)
     return {
         "node": {"id": proxy.id, "cluster": "istio-proxy"},
         "dynamicResources": {
@@ -106,8 +189,9 @@ def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
             }
         },
         "staticResources": {
-            "listeners": [to_proto_dict(lst) for lst in listeners],
-            "clusters": [ads, *(to_proto_dict(c) for c in clusters)],
+            "listeners": static_listeners,
+            "clusters": [ads, *static_clusters],
+            "secrets": _secrets(certs, cas),
         },
     }
 

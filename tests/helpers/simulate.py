@@ -34,6 +34,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+from google.protobuf.json_format import MessageToDict
 
 from tests.helpers.consistency import assert_consistent
 from tests.helpers.golden import case_resources
@@ -126,6 +128,12 @@ class Result:
     redirect: str = ""  # "host/path" of a redirect
     endpoints: tuple[str, ...] = ()  # where `cluster` sends traffic ("ip:port")
     route_proto: Any = field(default=None, compare=False, repr=False)
+    chain_proto: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def terminates_tls(self) -> bool:
+        """The matched filter chain terminates TLS (has a transport socket)."""
+        return self.chain_proto is not None and self.chain_proto.HasField("transport_socket")
 
     @property
     def clusters(self) -> tuple[str, ...]:
@@ -207,8 +215,10 @@ class Simulation:
             chain = listener.default_filter_chain
         else:
             return replace(result, error=Error.NO_FILTER_CHAIN)
-        result = replace(result, filter_chain=chain.name)
+        result = replace(result, filter_chain=chain.name, chain_proto=chain)
         if chain.HasField("transport_socket") and call.tls is TLS.PLAINTEXT:
+            return replace(result, error=Error.TLS_ERROR)
+        if call.tls is TLS.TLS and _requires_client_certificate(chain.transport_socket):
             return replace(result, error=Error.TLS_ERROR)
         for f in chain.filters:
             if f.typed_config.type_url == HCM_TYPE:
@@ -304,6 +314,86 @@ class Simulation:
                 ):
                     healthy.append(text)
         return tuple(sorted(healthy or every))
+
+    def upstream_tls(self, cluster_name: str, endpoint: str) -> UpstreamTLS:
+        """How the proxy connects to `endpoint` ("ip:port") of a cluster: Envoy picks the first
+        transport_socket_matches entry whose `match` is a subset of the endpoint's
+        `envoy.transport_socket_match` metadata, else the cluster's transport_socket."""
+        cluster = self.clusters[cluster_name]
+        metadata = self._endpoint_socket_metadata(cluster, endpoint)
+        for entry in cluster.transport_socket_matches:
+            wanted = MessageToDict(entry.match)
+            if all(metadata.get(k) == v for k, v in wanted.items()):
+                return _describe_socket(entry.transport_socket)
+        if cluster.HasField("transport_socket"):
+            return _describe_socket(cluster.transport_socket)
+        return UpstreamTLS(TLS.PLAINTEXT)
+
+    def _endpoint_socket_metadata(self, cluster: Any, endpoint: str) -> dict[str, Any]:
+        if cluster.type == cluster_pb2.Cluster.EDS:
+            assignment = self.endpoints_by_name.get(eds_service_name(cluster))
+        else:
+            assignment = cluster.load_assignment
+        for group in assignment.endpoints if assignment is not None else ():
+            for lb in group.lb_endpoints:
+                socket = lb.endpoint.address.socket_address
+                if f"{socket.address}:{socket.port_value}" == endpoint:
+                    fields = lb.metadata.filter_metadata.get(SOCKET_MATCH_METADATA)
+                    return MessageToDict(fields) if fields is not None else {}
+        raise AssertionError(f"{endpoint} is not an endpoint of {cluster.name}")
+
+
+SOCKET_MATCH_METADATA = "envoy.transport_socket_match"
+
+
+@dataclass(frozen=True)
+class UpstreamTLS:
+    """The upstream side of a connection: plaintext, TLS, or mutual TLS with these SDS
+    secrets, SNI, ALPN and peer SANs."""
+
+    tls: TLS
+    sni: str = ""
+    alpn: tuple[str, ...] = ()
+    certificate: str = ""  # SDS name of the client certificate (mutual TLS)
+    validation: str = ""  # SDS name of the trust bundle
+    sans: tuple[str, ...] = ()
+
+
+def _unpack_tls(socket: Any, message: Any) -> Any | None:
+    if socket.name != "envoy.transport_sockets.tls":
+        return None
+    if not socket.typed_config.Is(message.DESCRIPTOR):
+        return None
+    socket.typed_config.Unpack(message)
+    return message
+
+
+def _requires_client_certificate(socket: Any) -> bool:
+    context = _unpack_tls(socket, tls_pb2.DownstreamTlsContext())
+    return context is not None and context.require_client_certificate.value
+
+
+def _describe_socket(socket: Any) -> UpstreamTLS:
+    context = _unpack_tls(socket, tls_pb2.UpstreamTlsContext())
+    if context is None:
+        return UpstreamTLS(TLS.PLAINTEXT)
+    common = context.common_tls_context
+    certs = [c.name for c in common.tls_certificate_sds_secret_configs]
+    if common.HasField("combined_validation_context"):
+        combined = common.combined_validation_context
+        validation = combined.validation_context_sds_secret_config.name
+        sans = combined.default_validation_context.match_typed_subject_alt_names
+    else:
+        validation = common.validation_context_sds_secret_config.name
+        sans = common.validation_context.match_typed_subject_alt_names
+    return UpstreamTLS(
+        TLS.MTLS if certs else TLS.TLS,
+        sni=context.sni,
+        alpn=tuple(common.alpn_protocols),
+        certificate=certs[0] if certs else "",
+        validation=validation,
+        sans=tuple(m.matcher.exact or m.matcher.prefix for m in sans),
+    )
 
 
 def simulate_case(path: Path, proxy: ProxySpec | None = None, **overrides: Any) -> Simulation:

@@ -16,6 +16,7 @@ protobufs keyed by type URL and name (Istio's `pilot/test/xds/fake.go` plays the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from pkg.config.mesh import MeshConfig, mesh_config_from_dict
 from pkg.config.model import Config, Kind
 from pkg.config.schema import parse_object
 from pkg.config.yamldocs import load_documents
+from pkg.credentials import CredentialSource, Identity
 from pkg.xds import typeurls
 
 CLUSTER = typeurls.CLUSTER
@@ -65,6 +67,9 @@ class ProxySpec:
     interception_mode: str = "REDIRECT"
     service_account: str = ""
     extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Connected over the secure port with a verified token: the proxy has a SPIFFE identity
+    # (namespace + service account, "default" when unset) and gets mesh mTLS.
+    authenticated: bool = False
 
     @property
     def namespace(self) -> str:
@@ -88,7 +93,16 @@ class ProxySpec:
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> ProxySpec:
         """From a golden case's `proxy:` section (camelCase keys, as in node metadata)."""
-        known = {"type", "ip", "name", "labels", "interceptionMode", "serviceAccount", "metadata"}
+        known = {
+            "type",
+            "ip",
+            "name",
+            "labels",
+            "interceptionMode",
+            "serviceAccount",
+            "metadata",
+            "authenticated",
+        }
         unknown = set(raw) - known
         if unknown:
             raise ConfigLoadError(f"proxy: unknown keys {sorted(unknown)}")
@@ -100,6 +114,7 @@ class ProxySpec:
             interception_mode=str(raw.get("interceptionMode", "REDIRECT")),
             service_account=str(raw.get("serviceAccount", "")),
             extra_metadata=dict(raw.get("metadata") or {}),
+            authenticated=bool(raw.get("authenticated", False)),
         )
 
 
@@ -210,6 +225,7 @@ class FakeDiscovery:
         *,
         mesh: MeshConfig | Mapping[str, Any] | None = None,
         domain_suffix: str = "cluster.local",
+        credentials: CredentialSource | None = None,
     ) -> None:
         sources = [configs] if isinstance(configs, str) else list(configs)
         if isinstance(mesh, MeshConfig):
@@ -231,10 +247,16 @@ class FakeDiscovery:
             ),
             version="test",
         )
-        self.generators = default_generators()
+        self.generators = default_generators(credentials)
 
     def proxy(self, spec: ProxySpec) -> Proxy:
-        return parse_node(spec.node_id(), spec.metadata())
+        proxy = parse_node(spec.node_id(), spec.metadata())
+        if not spec.authenticated:
+            return proxy
+        identity = Identity(
+            self.mesh.trust_domain, spec.namespace, spec.service_account or "default"
+        )
+        return dataclasses.replace(proxy, identity=identity)
 
     def view(self, spec: ProxySpec) -> ProxyView:
         return proxy_view(self.proxy(spec), self.push)
