@@ -1,0 +1,1 @@
+"""istiod's certificate authority: root storage and rotation, signing, workload credentials."""
