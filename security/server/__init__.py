@@ -1,0 +1,1 @@
+"""istiod's CA-facing servers: authenticators and the CSR gRPC service."""

@@ -1,0 +1,182 @@
+"""Standalone service-account tokens: what istiod accepts instead of Kubernetes' in standalone mode.
+
+Without an API server there is no TokenReview, so istiod signs its own tokens (ES256, key in
+the state directory as `token-signing-key.pem`, 0600) in the shape of a Kubernetes projected
+service-account token: `sub: system:serviceaccount:<ns>:<sa>`, audience `istio-ca`, and the
+`kubernetes.io` claim. `istioctl bootstrap` fetches one for a proxy; the proxy presents it as
+`authorization: Bearer <token>` on the ADS stream and CSR calls.
+
+Verification accepts ES256 only — `alg: none`, HMAC with the public key as secret and every
+other algorithm are refused before any key is used — and checks issuer, audience, validity
+period (against the issuer's clock) and the claims' shape, each failure with its own reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pkg.errors import AuthenticationError, CAError
+from security.pki.keys import decode_key_pem, encode_key_pem, generate_key, public_key_der
+from security.statefile import PRIVATE_MODE, read_optional, state_lock, write_atomic
+
+log = logging.getLogger(__name__)
+
+KEY_FILE = "token-signing-key.pem"
+DEFAULT_ISSUER = "istiod.pyistio"
+DEFAULT_AUDIENCE = "istio-ca"  # TOKEN_AUDIENCES
+DEFAULT_TOKEN_TTL = timedelta(days=365)
+ALGORITHM = "ES256"
+SUBJECT_PREFIX = "system:serviceaccount:"
+_REQUIRED = ("iss", "sub", "aud", "iat", "exp", "kubernetes.io")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenIdentity:
+    namespace: str
+    service_account: str
+    expires_at: datetime
+
+
+def _valid_name(value: object) -> bool:
+    return isinstance(value, str) and bool(value) and not any(c in value for c in ":/ ")
+
+
+def _timestamp(claims: Mapping[str, Any], name: str) -> datetime:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthenticationError(f"token claim {name!r} is not a number")
+    return datetime.fromtimestamp(value, UTC)
+
+
+class TokenIssuer:
+    """Issues and verifies ES256 service-account tokens. Build with `load_or_create`."""
+
+    def __init__(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise CAError(f"ES256 needs a P-256 key, not {key.curve.name}")
+        self.issuer = issuer
+        self._key = key
+        self._public = key.public_key()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        digest = hashlib.sha256(public_key_der(self._public)).digest()
+        self.key_id = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    @classmethod
+    def load_or_create(
+        cls,
+        state_dir: Path,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> TokenIssuer:
+        """The issuer whose key is `state_dir/token-signing-key.pem`, created once (0600)."""
+        path = state_dir / KEY_FILE
+        with state_lock(state_dir):
+            data = read_optional(path)
+            if data is None:
+                key = generate_key()
+                write_atomic(path, encode_key_pem(key), PRIVATE_MODE)
+                log.info("created token signing key path=%s", path)
+            else:
+                loaded = decode_key_pem(data)
+                if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+                    raise CAError(f"{path} is not an EC private key")
+                key = loaded
+        return cls(key, issuer, clock=clock)
+
+    def issue(
+        self,
+        namespace: str,
+        service_account: str,
+        audience: str = DEFAULT_AUDIENCE,
+        ttl: timedelta = DEFAULT_TOKEN_TTL,
+    ) -> str:
+        """A token for `system:serviceaccount:<namespace>:<service_account>`."""
+        if not _valid_name(namespace) or not _valid_name(service_account):
+            raise ValueError(f"invalid namespace/service account {namespace!r}/{service_account!r}")
+        now = int(self._clock().timestamp())
+        claims = {
+            "iss": self.issuer,
+            "sub": f"{SUBJECT_PREFIX}{namespace}:{service_account}",
+            "aud": [audience],
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(ttl.total_seconds()),
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account}},
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.key_id})
+
+    def verify(self, token: str, audiences: Sequence[str] = (DEFAULT_AUDIENCE,)) -> TokenIdentity:
+        """The identity in `token`; AuthenticationError with the reason if it is not acceptable."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"malformed token: {exc}") from exc
+        algorithm = header.get("alg")
+        if algorithm != ALGORITHM:
+            raise AuthenticationError(f"token algorithm {algorithm!r} is not allowed (only ES256)")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._public,
+                algorithms=[ALGORITHM],
+                audience=list(audiences),
+                issuer=self.issuer,
+                options={"require": list(_REQUIRED), "verify_exp": False, "verify_nbf": False,
+                         "verify_iat": False},
+            )  # fmt: skip
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationError("token signature is invalid (wrong key?)") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthenticationError(f"token is missing the {exc.claim!r} claim") from exc
+        except jwt.InvalidAudienceError as exc:
+            raise AuthenticationError(f"token audience is not one of {list(audiences)}") from exc
+        except jwt.InvalidIssuerError as exc:
+            raise AuthenticationError(f"token issuer is not {self.issuer!r}") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError(f"invalid token: {exc}") from exc
+        return self._identity(claims)
+
+    def _identity(self, claims: Mapping[str, Any]) -> TokenIdentity:
+        now = self._clock()
+        expires_at = _timestamp(claims, "exp")
+        if now >= expires_at:
+            raise AuthenticationError(f"token expired at {expires_at.isoformat()}")
+        if "nbf" in claims and now < _timestamp(claims, "nbf"):
+            raise AuthenticationError(
+                f"token is not valid before {_timestamp(claims, 'nbf').isoformat()}"
+            )
+        if now < _timestamp(claims, "iat") - timedelta(minutes=1):
+            raise AuthenticationError("token was issued in the future")
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject.startswith(SUBJECT_PREFIX):
+            raise AuthenticationError(f"token subject {subject!r} is not a service account")
+        parts = subject[len(SUBJECT_PREFIX) :].split(":")
+        if len(parts) != 2 or not all(_valid_name(part) for part in parts):
+            raise AuthenticationError(f"token subject {subject!r} is not a service account")
+        namespace, service_account = parts
+        kube = claims["kubernetes.io"]
+        account = kube.get("serviceaccount") if isinstance(kube, dict) else None
+        if (
+            not isinstance(account, dict)
+            or kube.get("namespace") != namespace
+            or account.get("name") != service_account
+        ):
+            raise AuthenticationError("token kubernetes.io claim does not match its subject")
+        return TokenIdentity(namespace, service_account, expires_at)
