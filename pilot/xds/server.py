@@ -11,6 +11,7 @@ bytes (see wire.py); the gRPC method handlers do no serialization of their own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import time
@@ -23,15 +24,18 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from pilot.model.endpoint import EndpointIndex
-from pilot.model.proxy import InvalidNodeError, parse_node
+from pilot.model.proxy import InvalidNodeError, Proxy, parse_node
 from pilot.model.push_context import PushContext, PushInputs
 from pilot.model.push_request import PushRequest, TriggerReason
+from pilot.xds.auth import Authenticate, IdentityMismatchError, check_connection_identity
 from pilot.xds.connection import Connection
 from pilot.xds.debounce import Debouncer, DebounceSettings
 from pilot.xds.generators import default_generators
 from pilot.xds.generators.base import Generator
 from pilot.xds.push_queue import PushQueue
 from pkg.aio import cancel_and_wait, guarded_task
+from pkg.errors import AuthenticationError
+from pkg.grpcpeer import peer_uris, request_metadata
 
 log = logging.getLogger(__name__)
 
@@ -176,32 +180,35 @@ class DiscoveryServer:
 
     # ---- gRPC ------------------------------------------------------------------------------
 
-    def grpc_handler(self) -> grpc.GenericRpcHandler:
+    def grpc_handler(self, authenticate: Authenticate | None = None) -> grpc.GenericRpcHandler:
+        """The ADS service. With `authenticate` (the secure port) every stream must prove an
+        identity matching its node before it is served; without, streams are anonymous."""
+
+        async def sotw(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+        ) -> None:
+            await self._stream(requests, context, False, authenticate)
+
+        async def delta(
+            requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
+        ) -> None:
+            await self._stream(requests, context, True, authenticate)
+
         return grpc.method_handlers_generic_handler(
             ADS_SERVICE,
             {
                 "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                    self._stream_sotw,
+                    sotw,
                     request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
                     response_serializer=None,
                 ),
                 "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
-                    self._stream_delta,
+                    delta,
                     request_deserializer=discovery_pb2.DeltaDiscoveryRequest.FromString,
                     response_serializer=None,
                 ),
             },
         )
-
-    async def _stream_sotw(
-        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
-    ) -> None:
-        await self._stream(requests, context, delta=False)
-
-    async def _stream_delta(
-        self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Any, bytes]
-    ) -> None:
-        await self._stream(requests, context, delta=True)
 
     async def _read(self, requests: AsyncIterator[Any], inbox: asyncio.Queue[object]) -> None:
         try:
@@ -219,6 +226,7 @@ class DiscoveryServer:
         requests: AsyncIterator[Any],
         context: grpc.aio.ServicerContext[Any, bytes],
         delta: bool,
+        authenticate: Authenticate | None,
     ) -> None:
         if self._push_context is None:
             await context.abort(
@@ -245,7 +253,7 @@ class DiscoveryServer:
                         stream.push_done.set()
                     continue
                 if stream is None:
-                    stream = await self._connect(item, context, delta, inbox)
+                    stream = await self._connect(item, context, delta, inbox, authenticate)
                 conn = stream.connection
                 payloads = conn.on_delta_request(item) if delta else conn.on_sotw_request(item)
                 for payload in payloads:
@@ -261,6 +269,7 @@ class DiscoveryServer:
         context: grpc.aio.ServicerContext[Any, bytes],
         delta: bool,
         inbox: asyncio.Queue[object],
+        authenticate: Authenticate | None,
     ) -> _Stream:
         node = request.node
         if not node.id:
@@ -273,6 +282,8 @@ class DiscoveryServer:
             proxy = parse_node(node.id, metadata, locality)
         except InvalidNodeError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        if authenticate is not None:
+            proxy = await self._authenticate(proxy, context, authenticate)
         conn_id = f"{proxy.name}-{next(self._ids)}"
         connection = Connection(
             conn_id, proxy, context.peer(), delta, self.generators, lambda: self.push_context
@@ -287,6 +298,23 @@ class DiscoveryServer:
             context.peer(),
         )
         return stream
+
+    async def _authenticate(
+        self,
+        proxy: Proxy,
+        context: grpc.aio.ServicerContext[Any, bytes],
+        authenticate: Authenticate,
+    ) -> Proxy:
+        try:
+            identity = authenticate(request_metadata(context), peer_uris(context))
+            check_connection_identity(proxy, identity)
+        except IdentityMismatchError as e:
+            log.warning("ADS: refused node:%s peer:%s: %s", proxy.id, context.peer(), e)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+        except AuthenticationError as e:
+            log.warning("ADS: unauthenticated node:%s peer:%s: %s", proxy.id, context.peer(), e)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"authentication failed: {e}")
+        return dataclasses.replace(proxy, identity=identity)
 
     def _disconnect(self, stream: _Stream) -> None:
         conn = stream.connection

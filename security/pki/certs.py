@@ -112,14 +112,6 @@ def dns_sans(obj: x509.Certificate | x509.CertificateSigningRequest) -> list[str
     return [] if san is None else san.get_values_for_type(x509.DNSName)
 
 
-def peer_uris_from_pem(data: bytes | str) -> list[str]:
-    """The URI SANs of the first certificate in `data` ([] if it cannot be read)."""
-    try:
-        return uri_sans(decode_cert_pem(data))
-    except CAError:
-        return []
-
-
 def build_csr(
     key: CertificateIssuerPrivateKeyTypes, uris: Sequence[str], dns: Sequence[str] = ()
 ) -> bytes:

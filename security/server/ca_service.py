@@ -25,10 +25,11 @@ from google.protobuf.message import Message
 
 from pkg.credentials import Identity
 from pkg.errors import AuthenticationError, CAError, SigningError
+from pkg.grpcpeer import peer_uris, request_metadata
 from security import monitoring
 from security.ca.authority import CertificateAuthority
 from security.ca.errors import error_type
-from security.pki.certs import decode_csr_pem, peer_uris_from_pem, uri_sans
+from security.pki.certs import decode_csr_pem, uri_sans
 from security.server.authenticate import Authenticator, authenticate_any
 from security.server.ca_proto import (
     CREATE_CERTIFICATE,
@@ -47,33 +48,11 @@ __all__ = [
     "IstioCertificateRequest",
     "IstioCertificateResponse",
     "ca_grpc_handler",
-    "peer_uris",
-    "request_metadata",
 ]
 
 log = logging.getLogger(__name__)
 
 Context = grpc.aio.ServicerContext[Message, Message]
-
-
-def request_metadata(context: Context) -> dict[str, str]:
-    """The call's text metadata, keys lower-cased (binary `-bin` entries are left out)."""
-    metadata: dict[str, str] = {}
-    for key, value in context.invocation_metadata() or ():
-        if isinstance(value, str):
-            metadata.setdefault(key.lower(), value)
-    return metadata
-
-
-def peer_uris(context: Context) -> list[str]:
-    """URI SANs of the peer's verified TLS certificate ([] on plaintext or without one)."""
-    auth = context.auth_context()
-    for pem in auth.get("x509_pem_cert", ()):
-        return peer_uris_from_pem(pem)
-    sans = (
-        value.decode(errors="replace") for value in auth.get("x509_subject_alternative_name", ())
-    )
-    return [san for san in sans if "://" in san]
 
 
 class CertificateService:
