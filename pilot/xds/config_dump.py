@@ -1,8 +1,8 @@
 """What istiod would send a proxy, as an Envoy admin ConfigDump (istiod's /debug/config_dump).
 
 Sections in Istio's order: Bootstrap (empty), Clusters, [Endpoints], Listeners, ScopedRoutes
-(empty), Routes, Secrets. The resources are generated from the current PushContext for the
-connected proxy, exactly as a push would build them.
+(empty), Routes, Secrets (private keys shown as "[redacted]"). The resources are generated
+from the current PushContext for the connected proxy, exactly as a push would build them.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from google.protobuf import any_pb2, json_format, timestamp_pb2
 
 from pilot.model.proxy_view import proxy_view
@@ -19,6 +20,8 @@ from pilot.model.push_context import PushContext
 from pilot.xds.connection import Connection
 from pilot.xds.wire import BuiltResource
 from pkg.xds import typeurls
+
+REDACTED = "[redacted]"
 
 
 def _any(message: Any) -> any_pb2.Any:
@@ -50,7 +53,7 @@ def build_config_dump(
         if generator is None:
             return []
         names = None if state is None or state.wildcard else frozenset(state.names)
-        if names is None and type_url in (typeurls.ENDPOINT, typeurls.ROUTE):
+        if names is None and type_url in (typeurls.ENDPOINT, typeurls.ROUTE, typeurls.SECRET):
             names = frozenset()
         return generator.generate(view, names)
 
@@ -86,6 +89,19 @@ def build_config_dump(
             entry.route_config.ParseFromString(r.any_bytes)
             entry.last_updated.CopyFrom(now)
         dump.configs.append(_any(routes))
+    if "SDS" in wanted:
+        secrets = config_dump_pb2.SecretsConfigDump()
+        for r in generate(typeurls.SECRET):
+            entry = secrets.dynamic_active_secrets.add(name=r.name, version_info=r.version)
+            secret = secret_pb2.Secret()
+            r.unpack().Unpack(secret)
+            if secret.HasField("tls_certificate"):
+                # Envoy's own admin dump never shows private keys; neither do we.
+                secret.tls_certificate.private_key.Clear()
+                secret.tls_certificate.private_key.inline_string = REDACTED
+            entry.secret.Pack(secret)
+            entry.last_updated.CopyFrom(now)
+        dump.configs.append(_any(secrets))
     return dump
 
 
