@@ -46,11 +46,15 @@ class Credential:
     key_pem: bytes = field(repr=False)
     roots_pem: bytes  # the trust bundle: every root a peer may chain to
     serial: int
-    not_before: datetime
+    not_before: datetime  # backdated by the CA for clock skew
     not_after: datetime
+    # When it was issued (not backdated): renewal is timed against the requested lifetime, so
+    # a short-lived certificate is not "half expired" the moment it is made.
+    issued_at: datetime | None = None
 
     def lifetime_fraction_left(self, now: datetime) -> float:
-        total = (self.not_after - self.not_before).total_seconds()
+        start = self.issued_at or self.not_before
+        total = (self.not_after - start).total_seconds()
         if total <= 0:
             return 0.0
         return max(0.0, (self.not_after - now).total_seconds() / total)

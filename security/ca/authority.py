@@ -231,6 +231,7 @@ class CertificateAuthority:
             serial=leaf.serial_number,
             not_before=leaf.not_valid_before_utc,
             not_after=leaf.not_valid_after_utc,
+            issued_at=leaf.not_valid_before_utc + CLOCK_SKEW_GRACE,
         )
 
     # -- root rotation ---------------------------------------------------------------------

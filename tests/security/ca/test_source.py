@@ -162,3 +162,20 @@ async def test_run_renews_and_checks_the_root(state_dir: Path, clock: FakeClock)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_short_lived_certificates_are_not_due_at_birth(
+    ca: CertificateAuthority, clock: FakeClock
+) -> None:
+    """The 2 min backdating is not part of the lifetime renewal is timed against: a 10 s
+    certificate is renewed after ~5 s, not at once (which would re-issue on every request)."""
+    source = WorkloadCredentials(ca, ttl=timedelta(seconds=10))
+    seen = _record(source)
+    first = source.credential(ALICE)
+    assert source.credential(ALICE) is first
+    assert source.refresh() == []
+    clock.advance(timedelta(seconds=4))
+    assert source.refresh() == []
+    clock.advance(timedelta(seconds=2))
+    assert source.refresh() == [ALICE]
+    assert seen == [ALICE]
