@@ -92,6 +92,8 @@ class IstiodProcess:
             str(state),
             "--grpc-addr",
             "127.0.0.1:0",
+            "--secure-grpc-addr",
+            "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
             "--monitoring-addr",

@@ -23,6 +23,23 @@ class Features:
     enable_eds_debounce: bool = True
     # PILOT_PUSH_THROTTLE: concurrent per-proxy pushes; 0 = min(15 + 5 * cores, 100).
     push_throttle: int = 0
+    # DEFAULT_WORKLOAD_CERT_TTL: lifetime of workload certificates istiod issues (24h).
+    workload_cert_ttl: float = 24 * 3600.0
+    # MAX_WORKLOAD_CERT_TTL: longest TTL a CSR may ask for (90 days).
+    max_workload_cert_ttl: float = 90 * 24 * 3600.0
+    # SECRET_GRACE_PERIOD_RATIO: renew a certificate when this fraction of its life is left.
+    secret_grace_period_ratio: float = 0.5
+    # ROOT_CA_DIR: plugged-in CA files (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem).
+    root_ca_dir: str = "./etc/cacerts"
+    # CITADEL_SELF_SIGNED_CA_CERT_TTL: lifetime of the self-signed root (10 years).
+    self_signed_ca_cert_ttl: float = 3650 * 24 * 3600.0
+    # CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL: how often root rotation is checked (1h).
+    root_cert_check_interval: float = 3600.0
+    # CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: rotate the root when less than
+    # this percentage of its lifetime is left (20).
+    root_cert_grace_percentile: int = 20
+    # TOKEN_AUDIENCES: audiences accepted in bearer tokens (istio-ca).
+    token_audiences: tuple[str, ...] = ("istio-ca",)
 
     @property
     def effective_push_throttle(self) -> int:
@@ -66,6 +83,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: must be a number") from None
+    if not 0 < value < 1:
+        raise ConfigError(f"{name}={raw!r}: must be between 0 and 1")
+    return value
+
+
+def _positive_duration(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _duration(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name}={env.get(name)!r}: must be positive")
+    return value
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Features:
     env = os.environ if env is None else env
     return Features(
@@ -73,4 +110,20 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         debounce_max=_duration(env, "PILOT_DEBOUNCE_MAX", 10.0),
         enable_eds_debounce=_bool(env, "PILOT_ENABLE_EDS_DEBOUNCE", True),
         push_throttle=_int(env, "PILOT_PUSH_THROTTLE", 0),
+        workload_cert_ttl=_positive_duration(env, "DEFAULT_WORKLOAD_CERT_TTL", 24 * 3600.0),
+        max_workload_cert_ttl=_positive_duration(env, "MAX_WORKLOAD_CERT_TTL", 90 * 86400.0),
+        secret_grace_period_ratio=_ratio(env, "SECRET_GRACE_PERIOD_RATIO", 0.5),
+        root_ca_dir=env.get("ROOT_CA_DIR") or "./etc/cacerts",
+        self_signed_ca_cert_ttl=_positive_duration(
+            env, "CITADEL_SELF_SIGNED_CA_CERT_TTL", 3650 * 86400.0
+        ),
+        root_cert_check_interval=_duration(
+            env, "CITADEL_SELF_SIGNED_ROOT_CERT_CHECK_INTERVAL", 3600.0
+        ),
+        root_cert_grace_percentile=_int(
+            env, "CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE", 20
+        ),
+        token_audiences=tuple(
+            a.strip() for a in (env.get("TOKEN_AUDIENCES") or "istio-ca").split(",") if a.strip()
+        ),
     )

@@ -42,6 +42,7 @@ class Options:
     state_dir: Path
     grpc_addr: Address
     secure_grpc_addr: Address | None
+    mtls_grpc_addr: Address | None
     http_addr: Address
     monitoring_addr: Address | None
     webhook_addr: Address | None
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=".istiod-state", metavar="DIR")
     p.add_argument("--grpc-addr", default="127.0.0.1:15010")
     p.add_argument("--secure-grpc-addr", default="127.0.0.1:15012")
+    p.add_argument(
+        "--mtls-grpc-addr",
+        default="",
+        help="optional port for callers authenticating with a mesh certificate (CSR API, ADS)",
+    )
     p.add_argument("--http-addr", default="127.0.0.1:8080")
     p.add_argument("--monitoring-addr", default="127.0.0.1:15014")
     p.add_argument("--webhook-addr", default="127.0.0.1:15017")
@@ -89,6 +95,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         state_dir=Path(args.state_dir),
         grpc_addr=parse_address(args.grpc_addr, "--grpc-addr"),
         secure_grpc_addr=optional(args.secure_grpc_addr, "--secure-grpc-addr"),
+        mtls_grpc_addr=optional(args.mtls_grpc_addr, "--mtls-grpc-addr"),
         http_addr=parse_address(args.http_addr, "--http-addr"),
         monitoring_addr=optional(args.monitoring_addr, "--monitoring-addr"),
         webhook_addr=optional(args.webhook_addr, "--webhook-addr"),

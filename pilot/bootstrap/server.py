@@ -11,23 +11,32 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import sys
+import time
 from typing import Any
 
 import grpc
 from aiohttp import web
 
 from pilot.bootstrap.environment import Environment
+from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, SecuritySettings
 from pilot.bootstrap.options import Address, Options
+from pilot.bootstrap.security_http import SecurityHttp
 from pilot.config.file import FileConfigSource
 from pilot.config.store import ConfigStore
 from pilot.features import Features
+from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.xds.debounce import DebounceSettings
 from pilot.xds.debug import DebugApp
+from pilot.xds.generators import default_generators
+from pilot.xds.generators.sds import credential_key
 from pilot.xds.monitoring import metrics_app
 from pilot.xds.server import DiscoveryServer, XdsSettings
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.config.mesh import MeshConfig, load_mesh_config
+from pkg.credentials import Identity
+from security.server.ca_service import ca_grpc_handler
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +58,8 @@ class Istiod:
         self.source = FileConfigSource(options.config_dirs, self.store)
         self.environment: Environment | None = None
         self.discovery: DiscoveryServer | None = None
-        self._grpc: grpc.aio.Server | None = None
+        self.security: MeshSecurity | None = None
+        self._grpc_servers: list[grpc.aio.Server] = []
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
@@ -71,29 +81,33 @@ class Istiod:
             ),
             push_throttle=self.features.effective_push_throttle,
         )
-        self.discovery = DiscoveryServer(self.environment, settings)
+        # Root key generation and state files: off the event loop.
+        security = await asyncio.to_thread(MeshSecurity.create, self._security_settings())
+        self.security = security
+        self.discovery = DiscoveryServer(
+            self.environment, settings, default_generators(security.credentials)
+        )
         self.discovery.initialize()
         await self.discovery.start()
         self.environment.set_push_handler(self.discovery.config_update)
+        security.credentials.subscribe(self._on_credentials)
 
-        self._grpc = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ]
-        )
-        self._grpc.add_generic_rpc_handlers((self.discovery.grpc_handler(),))
-        port = self._grpc.add_insecure_port(str(opts.grpc_addr))
+        # Plaintext ADS: development only, unauthenticated (no identity, no keys, no mTLS).
+        plain = self._new_grpc_server()
+        plain.add_generic_rpc_handlers((self.discovery.grpc_handler(),))
+        port = plain.add_insecure_port(str(opts.grpc_addr))
         if port == 0:
             raise OSError(f"cannot listen on --grpc-addr {opts.grpc_addr}")
-        await self._grpc.start()
+        await plain.start()
         self._announce("grpc", Address(opts.grpc_addr.host, port))
+        if opts.secure_grpc_addr is not None:
+            await self._serve_secure("secure-grpc", opts.secure_grpc_addr, client_certs=False)
+        if opts.mtls_grpc_addr is not None:
+            await self._serve_secure("mtls-grpc", opts.mtls_grpc_addr, client_certs=True)
 
         debug = DebugApp(self.discovery, self.configz, self.problems, lambda: self._ready)
         http_app = debug.app()
+        SecurityHttp(security).add_routes(http_app)
         http_app.add_subapp("/metrics", metrics_app())
         await self._serve_http("http", http_app, opts.http_addr)
         if opts.monitoring_addr is not None:
@@ -102,9 +116,69 @@ class Istiod:
             await self._serve_http("monitoring", monitoring, opts.monitoring_addr)
 
         self._tasks.append(guarded_task(self.source.watch(), name="config-watch"))
+        self._tasks.append(
+            guarded_task(security.credentials.run(RENEW_CHECK_INTERVAL), name="ca-renewals")
+        )
+        self._tasks.append(
+            guarded_task(security.renew_serving_certificate(), name="ca-serving-cert")
+        )
         self._ready = True
         log.info("istiod ready: %d objects, %d services", len(self.store),
                  len(self.environment.registry.services))  # fmt: skip
+
+    def _security_settings(self) -> SecuritySettings:
+        custom = os.environ.get("ISTIOD_CUSTOM_HOST", "")
+        return SecuritySettings(
+            state_dir=self.options.state_dir,
+            trust_domain=self.mesh.trust_domain,
+            trust_domain_aliases=tuple(self.mesh.trust_domain_aliases),
+            domain_suffix=self.options.domain_suffix,
+            root_namespace=self.mesh.root_namespace,
+            features=self.features,
+            custom_hosts=tuple(h for h in custom.split(",") if h.strip()),
+        )
+
+    def _new_grpc_server(self) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        self._grpc_servers.append(server)
+        return server
+
+    async def _serve_secure(self, name: str, address: Address, client_certs: bool) -> None:
+        """ADS (authenticated) and the CSR API over TLS with istiod's CA-issued certificate.
+        `client_certs`: the port requires a client certificate from the mesh CA (gRPC Python
+        cannot ask for an optional one, so certificate-authenticated callers use this port)."""
+        assert self.discovery is not None and self.security is not None
+        security = self.security
+        security.serve_on(address.host)
+        server = self._new_grpc_server()
+        server.add_generic_rpc_handlers(
+            (
+                self.discovery.grpc_handler(security.authenticate),
+                ca_grpc_handler(security.ca, security.authenticators),
+            )
+        )
+        port = server.add_secure_port(str(address), security.server_credentials(client_certs))
+        if port == 0:
+            raise OSError(f"cannot listen on --{name}-addr {address}")
+        await server.start()
+        self._announce(name, Address(address.host, port))
+
+    def _on_credentials(self, identity: Identity | None) -> None:
+        """A renewed workload certificate (or trust bundle): push SDS to whoever uses it."""
+        if self.discovery is None:
+            return
+        key = credential_key(identity)
+        self.discovery.config_update(
+            PushRequest.of((key,), TriggerReason.SECRET, start=time.monotonic())
+        )
 
     def _announce(self, name: str, address: Address) -> None:
         self.bound[name] = str(address)
@@ -124,8 +198,7 @@ class Istiod:
 
     async def stop(self) -> None:
         self._ready = False
-        if self._grpc is not None:
-            await self._grpc.stop(grace=1.0)
+        await asyncio.gather(*(server.stop(grace=1.0) for server in self._grpc_servers))
         if self.discovery is not None:
             await self.discovery.stop()
         for runner in reversed(self._runners):

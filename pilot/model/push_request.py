@@ -84,6 +84,17 @@ class PushRequest:
             and all(k.kind is Kind.ENDPOINTS for k in self.configs_updated)
         )
 
+    @property
+    def credentials_only(self) -> bool:
+        """Only istiod-issued credentials changed (a renewed workload certificate, keyed by
+        its SPIFFE id, or the trust bundle): config is unchanged, so is the snapshot. Such
+        keys are cluster-scoped Secret keys; Secret documents always have a namespace."""
+        return (
+            not self.forced
+            and bool(self.configs_updated)
+            and all(k.kind is Kind.SECRET and not k.namespace for k in self.configs_updated)
+        )
+
     def kinds(self) -> frozenset[Kind]:
         return frozenset(k.kind for k in self.configs_updated)
 

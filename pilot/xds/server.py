@@ -133,7 +133,9 @@ class DiscoveryServer:
 
     async def _push(self, request: PushRequest) -> None:
         started = time.monotonic()
-        if request.endpoints_only and self._push_context is not None:
+        if request.credentials_only and self._push_context is not None:
+            push = self._push_context  # SDS alone regenerates; nothing else changed
+        elif request.endpoints_only and self._push_context is not None:
             push = self._push_context.with_endpoints(self._source.endpoint_index())
         else:
             push = PushContext.build(self._source.push_inputs())

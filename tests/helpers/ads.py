@@ -74,17 +74,19 @@ def node(
     labels: dict[str, str] | None = None,
     node_type: str = "sidecar",
     mode: str = "REDIRECT",
+    service_account: str = "",
 ) -> base_pb2.Node:
     namespace = name.split(".", 1)[1]
     metadata = struct_pb2.Struct()
-    metadata.update(
-        {
-            "NAMESPACE": namespace,
-            "LABELS": labels or {"app": name.split(".")[0]},
-            "INTERCEPTION_MODE": mode,
-            "INSTANCE_IPS": ip,
-        }
-    )
+    fields: dict[str, Any] = {
+        "NAMESPACE": namespace,
+        "LABELS": labels or {"app": name.split(".")[0]},
+        "INTERCEPTION_MODE": mode,
+        "INSTANCE_IPS": ip,
+    }
+    if service_account:
+        fields["SERVICE_ACCOUNT"] = service_account
+    metadata.update(fields)
     return base_pb2.Node(
         id=f"{node_type}~{ip}~{name}~{namespace}.svc.cluster.local", metadata=metadata
     )
@@ -93,15 +95,24 @@ def node(
 class AdsClient:
     """One ADS stream. `send_*` writes a request; `recv()` waits (bounded) for a response."""
 
-    def __init__(self, address: str, delta: bool = False) -> None:
-        self.channel = grpc.aio.insecure_channel(address)
+    def __init__(
+        self,
+        address: str,
+        delta: bool = False,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        metadata: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """`channel`: e.g. a TLS channel to the secure port (default: plaintext to `address`);
+        `metadata`: the stream's initial metadata (e.g. `authorization: Bearer <token>`)."""
+        self.channel = channel or grpc.aio.insecure_channel(address)
         self.stub = ads_pb2_grpc.AggregatedDiscoveryServiceStub(self.channel)
         self.delta = delta
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         method = (
             self.stub.DeltaAggregatedResources if delta else self.stub.StreamAggregatedResources
         )
-        self.call = method()
+        self.call = method(metadata=tuple(metadata) or None)
         self.reader = asyncio.ensure_future(self._read())
         self.sent_node = False
 

@@ -21,7 +21,7 @@ from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.xds.wire import BuiltResource
 from pkg.config.model import ConfigKey, Kind
-from pkg.credentials import CredentialSource
+from pkg.credentials import CredentialSource, Identity
 from pkg.xds import typeurls
 
 log = logging.getLogger(__name__)
@@ -117,5 +117,8 @@ def _get(config: Any | None, key: str) -> bytes | None:
     return value
 
 
-def secret_key(name: str, namespace: str) -> ConfigKey:
-    return ConfigKey(Kind.SECRET, name, namespace)
+def credential_key(identity: Identity | None) -> ConfigKey:
+    """The push key of a renewed workload credential (None: the trust bundle changed)."""
+    if identity is None:
+        return ROOT_CA_KEY
+    return ConfigKey(Kind.SECRET, identity.spiffe_id, "")
