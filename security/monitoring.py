@@ -1,8 +1,7 @@
 """The CA's Prometheus metrics, with Istio's names (security/pkg/server/ca/monitoring.go).
 
 They live in the process registry of `pkg.monitoring`, next to pilot's metrics, and are served
-at /metrics by istiod. As with pilot's counters, prometheus_client exposes counters with a
-`_total` suffix.
+at /metrics by istiod (counters without `_total`, as Istio names them: see pkg.monitoring).
 """
 
 from __future__ import annotations

@@ -6,10 +6,9 @@ Metrics live in the process registry of `pkg.monitoring`, shared with the CA's c
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import Counter, Gauge
 
-from pkg.monitoring import REGISTRY
+from pkg.monitoring import CONTENT_TYPE, REGISTRY, exposition
 
 XDS_CLIENTS = Gauge(
     "pilot_xds", "Number of endpoints connected to this pilot using XDS.", ["version"],
@@ -26,8 +25,7 @@ XDS_REJECTS = Counter(
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=exposition(), headers={"Content-Type": CONTENT_TYPE})
 
 
 def metrics_app() -> web.Application:
