@@ -5,15 +5,24 @@ everything Envoy needs (`envoy -c FILE`). It follows Istio's `envoy_bootstrap.js
 matters to istiod (the node id and metadata, the `xds-grpc` cluster, ADS settings) and leaves
 out what only the agent uses (the `agent`, `sds-grpc` and `prometheus_stats` clusters).
 
-`build_bootstrap(opts)` is pure: options in, a JSON-ready dict out. Secure mode (TLS to
-istiod, a bearer token) is not built yet; it will add a transport socket and call
-credentials to the `xds-grpc` cluster and ADS gRPC service (see `_xds_transport`).
+`build_bootstrap(opts, secure=material)` is pure: options (and, in secure mode, the
+already-fetched `SecureMaterial`) in, a JSON-ready dict out. Secure mode, the default, is what
+DESIGN §2.2 asks for: the `xds-grpc` cluster speaks TLS to istiod's secure port (SNI and an
+exact DNS SAN `istiod.istio-system.svc`, ALPN h2, istiod's certificate verified against the
+mesh trust bundle inlined as `trusted_ca`), and the ADS gRPC service carries the proxy's JWT
+as `authorization: Bearer <token>` initial metadata. The bootstrap then holds a secret (the
+token): write it with care (`istioctl bootstrap -o` creates the file 0600). `--insecure`
+(`opts.insecure`) builds plaintext ADS to the plaintext port with no identity.
+
+Fetching the token and the trust bundle from istiod is `istioctl.istiod_client`'s job; this
+module never does I/O.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -37,7 +46,12 @@ PROXY_TYPES: tuple[ProxyType, ...] = ("sidecar", "router")
 INTERCEPTION_MODES: tuple[InterceptionMode, ...] = ("REDIRECT", "NONE")
 XDS_APIS: tuple[XdsApi, ...] = ("sotw", "delta")
 
-SECURE_UNAVAILABLE = "secure bootstrap is not available yet; pass --insecure"
+DEFAULT_ISTIOD_HTTP = "http://127.0.0.1:8080"
+# The name istiod's serving certificate carries (as Istio's): the SNI sent and the one DNS SAN
+# accepted, whatever address --istiod dials.
+ISTIOD_SAN = "istiod.istio-system.svc"
+_TLS_SOCKET = "envoy.transport_sockets.tls"
+_UPSTREAM_TLS = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
 # A limit high enough never to apply: Istio's default (math.MaxInt32) for both the downstream
 # connection limit and the xds-grpc circuit breakers are effectively "unlimited".
@@ -51,6 +65,9 @@ _LABEL_KEY = re.compile(
 )
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _DNS_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
+# A bearer token fit for a header value: visible ASCII only (a JWT is base64url and dots).
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
 class BootstrapError(ValueError):
@@ -62,11 +79,16 @@ class BootstrapError(ValueError):
         self.message = message
 
 
-class SecureBootstrapUnavailable(BootstrapError):
-    """Secure mode (TLS to istiod + token) is not built yet."""
+@dataclass(frozen=True)
+class SecureMaterial:
+    """What a secure bootstrap needs from istiod: the proxy's bearer token (a JWT) and the
+    mesh trust bundle (PEM, one or more certificates) that istiod's certificate chains to.
 
-    def __init__(self) -> None:
-        super().__init__(None, SECURE_UNAVAILABLE)
+    The token is a secret: it is kept out of `repr` so it cannot leak into logs or tracebacks.
+    """
+
+    token: str = field(repr=False)
+    root_pem: str
 
 
 @dataclass(frozen=True)
@@ -97,7 +119,8 @@ class BootstrapOptions:
     interception_mode: InterceptionMode = "REDIRECT"
     # HOST:PORT of istiod's xDS server; None = 127.0.0.1 on the secure or plaintext port.
     istiod: str | None = None
-    # Where a secure bootstrap fetches its token and the mesh root (unused when insecure).
+    # Where a secure bootstrap fetches its token and the mesh root (unused when insecure);
+    # None = DEFAULT_ISTIOD_HTTP.
     istiod_http: str | None = None
     admin_address: str = "127.0.0.1"
     admin_port: int = 15000  # 0 = ephemeral (pair with envoy --admin-address-path)
@@ -119,6 +142,13 @@ class BootstrapOptions:
             return HostPort("127.0.0.1", INSECURE_XDS_PORT if self.insecure else SECURE_XDS_PORT)
         return parse_host_port(self.istiod, "--istiod")
 
+    @property
+    def istiod_http_url(self) -> str:
+        """istiod's HTTP base URL (no trailing slash); raises BootstrapError if malformed."""
+        return parse_http_url(
+            DEFAULT_ISTIOD_HTTP if self.istiod_http is None else self.istiod_http, "--istiod-http"
+        )
+
 
 def parse_host_port(value: str, flag: str) -> HostPort:
     """`host:port` or `[v6]:port` → HostPort; raises BootstrapError naming `flag`."""
@@ -135,6 +165,24 @@ def parse_host_port(value: str, flag: str) -> HostPort:
             raise BootstrapError(flag, f"invalid host {host!r} in {value!r}") from None
     port = _parse_port(port_text, flag, allow_zero=False)
     return HostPort(host, port)
+
+
+def parse_http_url(value: str, flag: str) -> str:
+    """An `http://` or `https://` base URL with a host (no query or fragment), without its
+    trailing slash; raises BootstrapError naming `flag`."""
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as err:
+        raise BootstrapError(flag, f"invalid URL {value!r}: {err}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise BootstrapError(flag, f"expected an http:// or https:// URL, got {value!r}")
+    if url.username is not None or url.password is not None:
+        # Not quoted back: the value holds a credential.
+        raise BootstrapError(flag, "credentials in the URL are not supported")
+    if url.query or url.fragment:
+        raise BootstrapError(flag, f"expected a base URL without query or fragment, got {value!r}")
+    return value.rstrip("/")
 
 
 def parse_labels(value: str, flag: str = "--labels") -> dict[str, str]:
@@ -175,13 +223,24 @@ def validate(opts: BootstrapOptions) -> None:
     for key, val in opts.labels.items():
         _check_label(key, val, "--labels")
     opts.xds_address  # noqa: B018 - parses --istiod, raising on a bad value
+    opts.istiod_http_url  # noqa: B018 - parses --istiod-http, raising on a bad value
 
 
-def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
-    """The Envoy v3 Bootstrap for `opts`, as a JSON-ready dict."""
+def build_bootstrap(opts: BootstrapOptions, secure: SecureMaterial | None = None) -> dict[str, Any]:
+    """The Envoy v3 Bootstrap for `opts`, as a JSON-ready dict.
+
+    Secure mode (`opts.insecure` false) needs `secure`, the token and trust bundle fetched
+    from istiod; without it this raises BootstrapError. `secure` is ignored when insecure.
+    """
     validate(opts)
     xds = opts.xds_address
-    transport = _xds_transport(opts)
+    material = None if opts.insecure else _check_material(secure)
+    transport = None if material is None else _xds_transport(material)
+    grpc_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    if material is not None:
+        grpc_service["initial_metadata"] = [
+            {"key": "authorization", "value": f"Bearer {material.token}"}
+        ]
     return {
         "node": build_node(opts),
         "admin": {"address": _socket_address(opts.admin_address, opts.admin_port)},
@@ -202,7 +261,7 @@ def build_bootstrap(opts: BootstrapOptions) -> dict[str, Any]:
             "ads_config": {
                 "api_type": "DELTA_GRPC" if opts.xds_api == "delta" else "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [grpc_service],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": _ads_source(),
@@ -250,11 +309,40 @@ def build_node(opts: BootstrapOptions) -> dict[str, Any]:
     return {"id": opts.node_id, "cluster": f"{opts.name}.{opts.namespace}", "metadata": metadata}
 
 
-def _xds_transport(opts: BootstrapOptions) -> dict[str, Any] | None:
-    """The transport socket of `xds-grpc`: none in plaintext; TLS to istiod in secure mode."""
-    if opts.insecure:
-        return None
-    raise SecureBootstrapUnavailable()
+def _check_material(secure: SecureMaterial | None) -> SecureMaterial:
+    """The material of a secure bootstrap, minimally checked (the token must be usable as a
+    header value; the bundle must hold a PEM certificate). Messages never quote the token."""
+    if secure is None:
+        raise BootstrapError(
+            None, "secure mode needs the token and mesh root from istiod (or pass --insecure)"
+        )
+    if not secure.token or not _TOKEN.fullmatch(secure.token):
+        raise BootstrapError(
+            None, "the token is empty or not a valid header value (printable ASCII, no spaces)"
+        )
+    if not _PEM_CERT.search(secure.root_pem):
+        raise BootstrapError(None, "the mesh root holds no PEM certificate")
+    return secure
+
+
+def _xds_transport(secure: SecureMaterial) -> dict[str, Any]:
+    """TLS to istiod: its certificate must chain to the mesh root and name ISTIOD_SAN."""
+    return {
+        "name": _TLS_SOCKET,
+        "typed_config": {
+            "@type": f"type.googleapis.com/{_UPSTREAM_TLS}",
+            "sni": ISTIOD_SAN,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "validation_context": {
+                    "trusted_ca": {"inline_string": secure.root_pem},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": ISTIOD_SAN}}
+                    ],
+                },
+            },
+        },
+    }
 
 
 def _xds_cluster(xds: HostPort, transport: dict[str, Any] | None) -> dict[str, Any]:

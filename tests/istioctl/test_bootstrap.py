@@ -16,10 +16,8 @@ from google.protobuf import json_format
 from istioctl import cmd_bootstrap
 from istioctl.bootstrap import (
     ISTIO_VERSION,
-    SECURE_UNAVAILABLE,
     BootstrapError,
     BootstrapOptions,
-    SecureBootstrapUnavailable,
     build_bootstrap,
     parse_host_port,
     parse_labels,
@@ -167,8 +165,9 @@ def test_output_is_valid_bootstrap_proto() -> None:
         assert msg.node.metadata.fields["LABELS"].struct_value.fields["a"].string_value == "b"
 
 
-def test_secure_mode_not_available_yet() -> None:
-    with pytest.raises(SecureBootstrapUnavailable, match="pass --insecure"):
+def test_secure_mode_needs_material() -> None:
+    # Secure is the default; its token and root come from istiod (test_bootstrap_secure.py).
+    with pytest.raises(BootstrapError, match="pass --insecure"):
         build_bootstrap(opts(insecure=False))
 
 
@@ -269,11 +268,14 @@ def test_cli_xds_api(
     assert b["dynamic_resources"]["ads_config"]["api_type"] == api_type
 
 
-def test_cli_secure_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(["--name", "a", "--namespace", "ns"]) == 2
+def test_cli_secure_without_istiod_exits_1(
+    capsys: pytest.CaptureFixture[str], closed_port: int
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
+    assert run_cli(["--name", "a", "--namespace", "ns", "--istiod-http", url]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert SECURE_UNAVAILABLE in captured.err
+    assert f"--istiod-http: cannot reach {url}" in captured.err
 
 
 @pytest.mark.parametrize(
