@@ -108,7 +108,15 @@ def run_checks(mesh: Mesh, requests: int) -> Checks:
     except OSError as err:
         checks.record(False, f"/debug/syncz: {err}")
 
-    # 7. the files validate (what the README tells users to run before editing)
+    # 7. every proxy got its SPIFFE certificate over SDS (secure bootstrap, token identity)
+    missing = [e.proxy_id for e in mesh.envoys if e.spiffe_id() not in e.certificate_uris()]
+    checks.record(
+        not missing,
+        f"every proxy holds its SPIFFE certificate (e.g. {mesh.gateway.spiffe_id()})"
+        + (f"; missing on {missing}" if missing else ""),
+    )
+
+    # 8. the files validate (what the README tells users to run before editing)
     result = subprocess.run(
         [*tool("istioctl"), "validate", "-f", str(mesh.config_dir)],
         capture_output=True,
@@ -123,7 +131,7 @@ def run_checks(mesh: Mesh, requests: int) -> Checks:
         + (f": {problems}" if result.returncode else ""),
     )
 
-    # 8. a live edit of the config directory takes effect (reviews → 100% v3)
+    # 9. a live edit of the config directory takes effect (reviews → 100% v3)
     checks.record(*live_edit(mesh))
     return checks
 

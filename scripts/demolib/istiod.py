@@ -73,7 +73,7 @@ class Istiod:
             if self.proc is None or self.proc.poll() is not None:
                 code = self.proc.poll() if self.proc else None
                 raise DemoError(f"istiod exited with {code} while starting\n{self.logs()}")
-            if "grpc" not in self.addresses or "http" not in self.addresses:
+            if not {"grpc", "secure-grpc", "http"} <= set(self.addresses):
                 return False
             return self.get("/ready", timeout=1.0).status == 200
 
@@ -86,6 +86,10 @@ class Istiod:
     @property
     def grpc(self) -> str:
         return self.addresses["grpc"]
+
+    @property
+    def secure_grpc(self) -> str:
+        return self.addresses["secure-grpc"]
 
     def get(self, path: str, timeout: float = 5.0) -> Reply:
         host, port = split_host_port(self.http)

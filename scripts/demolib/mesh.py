@@ -36,6 +36,7 @@ class Mesh:
             {"istio": "ingressgateway", "app": "istio-ingressgateway"},
             [(t.gateway_ip, t.gateway_port)],
             workdir,
+            service_account="istio-ingressgateway-service-account",
         )
         self.sidecars = [
             Envoy(
@@ -46,6 +47,7 @@ class Mesh:
                 {"app": w.app, "version": w.version},
                 [(w.ip, SERVICE_PORT)],
                 workdir,
+                service_account=f"bookinfo-{w.app}",
             )
             for w in t.workloads
             if w.calls
@@ -82,11 +84,11 @@ class Mesh:
         self.apps.start()
         self.istiod.wait_ready(min(30.0, left()))
         say(
-            f"istiod ready at http://{self.istiod.http} (xDS {self.istiod.grpc}); "
+            f"istiod ready at http://{self.istiod.http} (secure xDS {self.istiod.secure_grpc}); "
             f"starting {len(self.envoys)} Envoys ..."
         )
         for envoy in self.envoys:
-            envoy.bootstrap(self.istiod.grpc)
+            envoy.bootstrap(self.istiod.secure_grpc, self.istiod.http)
         for i, envoy in enumerate(self.envoys):
             envoy.start(base_id=os.getpid() % 50000 * 10 + i)
         for envoy in self.envoys:

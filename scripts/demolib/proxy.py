@@ -39,6 +39,7 @@ class Envoy:
     labels: dict[str, str]
     listen: list[tuple[str, int]]  # where its listeners will bind (checked before start)
     workdir: Path
+    service_account: str = "default"
     proc: subprocess.Popen[bytes] | None = None
     admin: str = ""
     _out: IO[bytes] | None = field(default=None, repr=False)
@@ -59,7 +60,9 @@ class Envoy:
     def admin_path(self) -> Path:
         return self.workdir / f"admin-{self.name}.txt"
 
-    def bootstrap(self, istiod_grpc: str) -> None:
+    def bootstrap(self, istiod_secure_grpc: str, istiod_http: str) -> None:
+        """Secure bootstrap (istioctl's default): TLS to istiod's secure port, a token for the
+        workload's service account, the mesh root; the proxy gets its SPIFFE certificate."""
         cmd = [
             *tool("istioctl"),
             "bootstrap",
@@ -75,9 +78,12 @@ class Envoy:
             ",".join(f"{k}={v}" for k, v in self.labels.items()),
             "--interception-mode",
             "NONE",
+            "--service-account",
+            self.service_account,
             "--istiod",
-            istiod_grpc,
-            "--insecure",
+            istiod_secure_grpc,
+            "--istiod-http",
+            f"http://{istiod_http}",
             "--admin-port",
             "0",
             "-o",
@@ -132,6 +138,22 @@ class Envoy:
             self.admin = text
         host, port = split_host_port(self.admin)
         return str(http_get(host, port, "/server_info", timeout=1.0).json().get("state"))
+
+    def spiffe_id(self) -> str:
+        return f"spiffe://cluster.local/ns/{self.namespace}/sa/{self.service_account}"
+
+    def certificate_uris(self) -> set[str]:
+        """URI SANs of the certificates Envoy holds (admin /certs)."""
+        self.state()  # resolves the admin address
+        host, port = split_host_port(self.admin)
+        data = http_get(host, port, "/certs", timeout=2.0).json()
+        return {
+            san["uri"]
+            for entry in data.get("certificates", [])
+            for cert in entry.get("cert_chain", [])
+            for san in cert.get("subject_alt_names", [])
+            if "uri" in san
+        }
 
     def is_live(self) -> bool:
         return self.state() == "LIVE"
