@@ -89,6 +89,8 @@ class SdsGenerator:
             separate = _find(view, ref, namespace)
             ca = _get(separate, "ca.crt") or _get(separate, "cacert") or _get(config, "ca.crt")
             if ca is None:
+                log.warning("proxy %s: secret %s/%s has no ca.crt for %s", view.proxy.id,
+                            namespace, base, name)  # fmt: skip
                 return None
             out = secret_pb2.Secret(name=name)
             out.validation_context.trusted_ca.inline_bytes = ca
@@ -96,6 +98,8 @@ class SdsGenerator:
         cert = _get(config, "tls.crt") or _get(config, "cert")
         key = _get(config, "tls.key") or _get(config, "key")
         if cert is None or key is None:
+            log.warning("proxy %s: no kubernetes.io/tls secret %s/%s with tls.crt and tls.key",
+                        view.proxy.id, namespace, base)  # fmt: skip
             return None
         out = secret_pb2.Secret(name=name)
         out.tls_certificate.certificate_chain.inline_bytes = cert
