@@ -85,6 +85,18 @@ def listener_name(bind: str, port: int) -> str:
     return f"{bind}_{port}"
 
 
+def gateway_chain_name(route_name: str) -> str:
+    """A gateway filter chain is named after the route configuration its HTTP connection
+    manager fetches (`http.8080`, `https.443.https.gw.ns`): Istio leaves these chains nameless,
+    a name tells SNI chains apart in config dumps and stats."""
+    return route_name
+
+
+def gateway_stat_prefix(listener: str) -> str:
+    """Stat prefix of a gateway HTTP connection manager: `outbound_0.0.0.0_8080;`."""
+    return stat_prefix(f"outbound_{listener}")
+
+
 def inbound_chain_name(port: int) -> str:
     return f"0.0.0.0_{port}"
 

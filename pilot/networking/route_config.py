@@ -9,7 +9,9 @@ PassthroughCluster) or `block_all` (502) virtual host comes last.
 
 Gateway (buildGatewayHTTPRouteConfig): for every server of the route, the VirtualServices bound
 to its gateway whose hosts intersect the server's hosts contribute their routes to one virtual
-host per intersecting host.
+host per intersecting host. A server with `tls.httpsRedirect` marks the virtual hosts of all its
+hosts `require_tls: ALL` (Envoy answers plain-text requests with a 301 to https), adding one
+without routes for a host no VirtualService serves.
 """
 
 from __future__ import annotations
@@ -295,6 +297,7 @@ def build_gateway_route_config(view: ProxyView, name: str) -> Any:
     for entry in servers:
         port = int(entry.server.port.number)
         gateway = entry.gateway_name
+        redirect = entry.server.tls is not None and bool(entry.server.tls.https_redirect)
         for vs in view.push.virtual_services.for_gateway(view.namespace, gateway):
             server_hosts = _server_hosts_for_namespace(entry.hosts, vs.namespace)
             hosts = _intersection(server_hosts, vs.hosts)
@@ -309,15 +312,26 @@ def build_gateway_route_config(view: ProxyView, name: str) -> Any:
                 continue
             for host in hosts:
                 host = host.lower()
-                existing = vhosts.get(host)
-                if existing is not None:
-                    existing.routes.extend(routes)
-                    continue
-                vhost = route_pb2.VirtualHost(
-                    name=naming.virtual_host_name(host, port), domains=[host]
-                )
+                vhost = vhosts.get(host)
+                if vhost is None:
+                    vhost = route_pb2.VirtualHost(
+                        name=naming.virtual_host_name(host, port), domains=[host]
+                    )
+                    vhosts[host] = vhost
                 vhost.routes.extend(routes)
-                vhosts[host] = vhost
+                if redirect:
+                    vhost.require_tls = route_pb2.VirtualHost.ALL
+        if redirect:
+            # Every host of the server redirects to HTTPS, with or without routes.
+            for host in entry.hosts:
+                host = host.split("/", 1)[-1].lower()
+                vhost = vhosts.get(host)
+                if vhost is None:
+                    vhost = route_pb2.VirtualHost(
+                        name=naming.virtual_host_name(host, port), domains=[host]
+                    )
+                    vhosts[host] = vhost
+                vhost.require_tls = route_pb2.VirtualHost.ALL
     if not vhosts:
         port = int(servers[0].server.port.number)
         blackhole = route_pb2.VirtualHost(

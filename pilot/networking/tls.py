@@ -11,6 +11,7 @@ TCP), always followed by `istio`, so a server picks the same filter chains Istio
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -185,3 +186,219 @@ def gateway_downstream(credential: str, mutual: bool, alpn: Sequence[str]) -> An
         )
         out.require_client_certificate.value = True
     return out
+
+
+# ---- Gateway servers that terminate TLS (Istio's BuildListenerTLSContext) -------------------
+
+# What an HTTPS gateway server offers (Istio's util.ALPNHttp).
+ALPN_HTTP = ("h2", "http/1.1")
+
+BUILTIN_PREFIX = "builtin://"
+
+# Gateway `tls.cipherSuites` Envoy (BoringSSL) accepts (Istio's ValidCipherSuites); anything
+# else is dropped rather than sent to Envoy to be NACKed. Expressions starting with an operator
+# (`-`, `+`, `!`, `[`) pass through, as in Istio.
+VALID_CIPHER_SUITES = frozenset(
+    {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "AES128-GCM-SHA256",
+        "AES256-GCM-SHA384",
+        "AES128-SHA",
+        "AES256-SHA",
+        "DES-CBC3-SHA",
+    }
+)
+
+_TLS_PROTOCOLS = {
+    "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
+    "TLSV1_0": common_pb2.TlsParameters.TLSv1_0,
+    "TLSV1_1": common_pb2.TlsParameters.TLSv1_1,
+    "TLSV1_2": common_pb2.TlsParameters.TLSv1_2,
+    "TLSV1_3": common_pb2.TlsParameters.TLSv1_3,
+}
+
+ACCEPT_UNTRUSTED = common_pb2.CertificateValidationContext.ACCEPT_UNTRUSTED
+
+# Server TLS modes that terminate TLS, and those of them that check client certificates.
+TERMINATING_MODES = frozenset({"SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"})
+_CLIENT_VALIDATING_MODES = frozenset({"MUTUAL", "OPTIONAL_MUTUAL", "ISTIO_MUTUAL"})
+
+
+def credential_resource_name(name: str) -> str:
+    """A credentialName as the SDS resource name istiod serves it under (Istio's
+    credentials.ToResourceName): a bare name is a Secret, `kubernetes://NAME`; a name that
+    already says where it comes from (`kubernetes://`, `sds://`, ...) is kept as written;
+    `builtin://` is the proxy's own `default` certificate (and `builtin://-cacert`, ROOTCA)."""
+    if name.startswith(BUILTIN_PREFIX):
+        return naming.SDS_ROOT_CA if name.endswith(CA_SUFFIX) else naming.SDS_DEFAULT
+    if "://" in name:
+        return name
+    return f"kubernetes://{name}"
+
+
+def filter_cipher_suites(suites: Sequence[str]) -> list[str]:
+    """Valid cipher suites, first occurrence only (Istio's FilterCipherSuites)."""
+    out: list[str] = []
+    for suite in suites:
+        valid = suite in ("", "ALL") or not suite[:1].isalnum() or suite in VALID_CIPHER_SUITES
+        if valid and suite not in out:
+            out.append(suite)
+    return out
+
+
+def tls_protocol(value: object) -> int:
+    """A Gateway TLSProtocol (TLSV1_0 ... TLSV1_3, TLS_AUTO) as Envoy's TlsProtocol."""
+    return int(_TLS_PROTOCOLS.get(str(value), common_pb2.TlsParameters.TLS_AUTO))
+
+
+def _client_san_matchers(names: Sequence[str]) -> list[Any]:
+    """Exact matchers for a client certificate's subjectAltNames. Istio writes untyped matchers
+    (any SAN type); typed ones need a type, read from the name's shape: a URI (`spiffe://...`
+    or any `scheme://`), an IP address, an email address, else a DNS name."""
+    out = []
+    for name in names:
+        if "://" in name:
+            san_type = common_pb2.SubjectAltNameMatcher.URI
+        elif "@" in name:
+            san_type = common_pb2.SubjectAltNameMatcher.EMAIL
+        elif _is_ip(name):
+            san_type = common_pb2.SubjectAltNameMatcher.IP_ADDRESS
+        else:
+            san_type = common_pb2.SubjectAltNameMatcher.DNS
+        out.append(
+            common_pb2.SubjectAltNameMatcher(
+                san_type=san_type, matcher=string_pb2.StringMatcher(exact=name)
+            )
+        )
+    return out
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def gateway_certificate_problem(settings: Any, has_identity: bool) -> str:
+    """Why a terminating Gateway server's TLS settings cannot make a DownstreamTlsContext for
+    this proxy ("" when they can). Istio's validation rejects the first two; the last is
+    pyistio's: SDS secrets (credentialName, ISTIO_MUTUAL's `default`) are only served to a
+    proxy with a verified identity, and a listener waiting on a secret that never comes blocks
+    the proxy's start."""
+    mode = str(settings.mode)
+    if mode not in TERMINATING_MODES:
+        return f"TLS mode {mode} does not terminate TLS"
+    uses_sds = mode == "ISTIO_MUTUAL" or bool(settings.credential_name or settings.credential_names)
+    if not uses_sds:
+        files = _file_certificates(settings)
+        if not files:
+            return (
+                f"{mode} TLS needs a credentialName, or serverCertificate and privateKey "
+                "(or tlsCertificates)"
+            )
+        if mode != "SIMPLE" and not settings.ca_certificates:
+            return f"{mode} TLS with certificate files needs caCertificates"
+    if uses_sds and not has_identity:
+        return "the proxy has no verified identity, so istiod serves it no certificates over SDS"
+    return ""
+
+
+def _file_certificates(settings: Any) -> list[tuple[str, str]]:
+    if settings.tls_certificates:
+        pairs = [(c.server_certificate, c.private_key) for c in settings.tls_certificates]
+    else:
+        pairs = [(settings.server_certificate, settings.private_key)]
+    return [(cert, key) for cert, key in pairs if cert and key]
+
+
+def gateway_server_downstream(settings: Any, alpn: Sequence[str] = ALPN_HTTP) -> Any:
+    """DownstreamTlsContext of a Gateway server terminating TLS (SIMPLE, MUTUAL,
+    OPTIONAL_MUTUAL, ISTIO_MUTUAL); check `gateway_certificate_problem` first.
+
+    - ISTIO_MUTUAL: the proxy's `default` certificate, clients verified against `ROOTCA`;
+    - credentialName(s): certificates from SDS (`kubernetes://NAME`), clients of MUTUAL verified
+      against `kubernetes://NAME-cacert` (or caCertCredentialName);
+    - else certificate files Envoy reads itself (pyistio has no agent to serve them over SDS).
+
+    tls_params carry only what the server sets (min/max version, cipher suites, ECDH curves);
+    unset, Envoy's server defaults apply: TLSv1.2 to TLSv1.3, as on Istio's gateways.
+    """
+    mode = str(settings.mode)
+    out = tls_pb2.DownstreamTlsContext()
+    common = out.common_tls_context
+    common.alpn_protocols.extend(alpn)
+    out.require_client_certificate.value = mode in ("MUTUAL", "ISTIO_MUTUAL")
+    validate_client = mode in _CLIENT_VALIDATING_MODES
+    sans = _client_san_matchers(settings.subject_alt_names)
+    credentials = list(settings.credential_names) or (
+        [settings.credential_name] if settings.credential_name else []
+    )
+    if mode == "ISTIO_MUTUAL":
+        common.tls_certificate_sds_secret_configs.append(sds_secret_config(naming.SDS_DEFAULT))
+        combined = common.combined_validation_context
+        combined.default_validation_context.match_typed_subject_alt_names.extend(sans)
+        combined.validation_context_sds_secret_config.CopyFrom(
+            sds_secret_config(naming.SDS_ROOT_CA)
+        )
+    elif credentials:
+        for name in credentials:
+            common.tls_certificate_sds_secret_configs.append(
+                sds_secret_config(credential_resource_name(name))
+            )
+        if validate_client:
+            ca = settings.ca_cert_credential_name or f"{credentials[0]}{CA_SUFFIX}"
+            combined = common.combined_validation_context
+            default = combined.default_validation_context
+            default.match_typed_subject_alt_names.extend(sans)
+            default.verify_certificate_spki.extend(settings.verify_certificate_spki)
+            default.verify_certificate_hash.extend(settings.verify_certificate_hash)
+            if settings.insecure_skip_verify:
+                default.trust_chain_verification = ACCEPT_UNTRUSTED
+            combined.validation_context_sds_secret_config.CopyFrom(
+                sds_secret_config(credential_resource_name(ca))
+            )
+        # SIMPLE with subjectAltNames: Istio adds a validation context with only SAN matchers,
+        # which Envoy rejects (SAN checks without a trusted CA); clients are not asked for a
+        # certificate anyway, so there is nothing to check.
+    else:
+        for cert, key in _file_certificates(settings):
+            certificate = common.tls_certificates.add()
+            certificate.certificate_chain.filename = cert
+            certificate.private_key.filename = key
+        if validate_client:
+            validation = common.validation_context
+            validation.trusted_ca.filename = settings.ca_certificates
+            validation.match_typed_subject_alt_names.extend(sans)
+            if settings.ca_crl:
+                validation.crl.filename = settings.ca_crl
+            if settings.insecure_skip_verify:
+                validation.trust_chain_verification = ACCEPT_UNTRUSTED
+    if mode != "ISTIO_MUTUAL":
+        _apply_server_tls_params(settings, common)
+    return out
+
+
+def _apply_server_tls_params(settings: Any, common: Any) -> None:
+    """Istio's applyServerTLSSettings: only what the server sets."""
+    params = common.tls_params
+    minimum = tls_protocol(settings.min_protocol_version)
+    maximum = tls_protocol(settings.max_protocol_version)
+    if minimum != common_pb2.TlsParameters.TLS_AUTO:
+        params.tls_minimum_protocol_version = minimum
+    if maximum != common_pb2.TlsParameters.TLS_AUTO:
+        params.tls_maximum_protocol_version = maximum
+    params.ecdh_curves.extend(settings.ecdh_curves)
+    params.cipher_suites.extend(filter_cipher_suites(settings.cipher_suites))
+    if params.ByteSize() == 0:
+        common.ClearField("tls_params")
