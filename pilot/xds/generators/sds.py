@@ -97,6 +97,12 @@ class SdsGenerator:
             return out
         cert = _get(config, "tls.crt") or _get(config, "cert")
         key = _get(config, "tls.key") or _get(config, "key")
+        ca_only = _get(config, "ca.crt") or _get(config, "cacert")
+        if cert is None and key is None and ca_only is not None:
+            # A CA-only Secret (e.g. a Gateway's caCertCredentialName): a validation context.
+            out = secret_pb2.Secret(name=name)
+            out.validation_context.trusted_ca.inline_bytes = ca_only
+            return out
         if cert is None or key is None:
             log.warning("proxy %s: no kubernetes.io/tls secret %s/%s with tls.crt and tls.key",
                         view.proxy.id, namespace, base)  # fmt: skip

@@ -37,6 +37,11 @@ kind: Secret
 metadata: {{name: other-cert, namespace: default}}
 type: kubernetes.io/tls
 stringData: {{tls.crt: "x", tls.key: "y"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: client-ca, namespace: istio-system}}
+stringData: {{ca.crt: "ca-only"}}
 """
 
 GATEWAY = ProxySpec(type="router", ip="10.0.0.9", name="ingress-1.istio-system",
@@ -97,3 +102,8 @@ def test_string_data_secrets(discovery: FakeDiscovery) -> None:
     spec = ProxySpec(name="app-1.default", service_account="app", authenticated=True)
     got = secrets(discovery, spec, "kubernetes://other-cert")
     assert got["kubernetes://other-cert"].tls_certificate.private_key.inline_bytes == b"y"
+
+
+def test_ca_only_secret_is_a_validation_context(discovery: FakeDiscovery) -> None:
+    got = secrets(discovery, GATEWAY, "kubernetes://client-ca")
+    assert got["kubernetes://client-ca"].validation_context.trusted_ca.inline_bytes == b"ca-only"
