@@ -76,9 +76,16 @@ class _Entry:
 
 
 def build_sidecar_listeners(view: ProxyView) -> list[Any]:
-    out = _outbound_listeners(view)
     none_mode = view.proxy.interception_mode is InterceptionMode.NONE
-    out.extend(build_inbound_listeners(view, none_mode))
+    inbound = build_inbound_listeners(view, none_mode)
+    # A NONE-mode proxy on a loopback IP binds its outbound listeners on that IP (local_bind),
+    # where its Sidecar `ingress` listeners bind too: an outbound listener for the same port
+    # would be a second listener of the same name, and Envoy rejects the whole LDS update for
+    # it. The workload's own inbound port wins (Istio never meets this: its NONE-mode outbound
+    # listeners bind 127.0.0.1, its inbound ones the workload's IP).
+    taken = {listener.name for listener in inbound}
+    out = [listener for listener in _outbound_listeners(view) if listener.name not in taken]
+    out.extend(inbound)
     if not none_mode:
         out.append(_virtual_outbound(view))
     return out

@@ -199,6 +199,24 @@ def test_none_mode_strict_listener_only_accepts_mtls() -> None:
     )
 
 
+def test_none_mode_on_loopback_ip_inbound_port_wins_over_outbound() -> None:
+    # On a loopback IP (one machine, a 127.0.x.y per workload) NONE-mode outbound listeners
+    # bind that IP too (listener_common.local_bind): the egress `./*` listener for the service
+    # port 9080 would be a second `127.0.10.10_9080`, and Envoy NACKs a whole LDS update with
+    # a duplicate name. The Sidecar ingress listener is kept, alone (simulate_case checks the
+    # resources are consistent: no duplicate names).
+    sim = simulation("mtls-none-mode", ip="127.0.10.10")
+    assert list(sim.resources.listeners) == ["127.0.10.10_9080"]
+    direct = Call(address="127.0.10.10", port=9080, host="productpage", mode=CallMode.DIRECT)
+    assert sim.run(direct).error is Error.NO_FILTER_CHAIN
+    result = sim.run(replace(direct, tls=TLS.MTLS, alpn=MESH_HTTP_ALPN))
+    assert (result.error, result.listener, result.cluster) == (
+        None,
+        "127.0.10.10_9080",
+        "inbound|9080||",
+    )
+
+
 # ---- outbound ---------------------------------------------------------------------------------
 
 
