@@ -43,7 +43,8 @@ def envoy_factory(tmp_path: Path) -> Iterator[EnvoyFactory]:
     live_timeout=10.0, **EnvoyProcess kwargs)` → a started EnvoyProcess.
 
     Give either a bootstrap dict (e.g. `static_http_bootstrap(...)`; its admin port should be
-    0) or `options` (BootstrapOptions, built by `istioctl bootstrap`'s builder).
+    0) or `options` (BootstrapOptions, built by `istioctl bootstrap`'s builder; a secure one
+    also needs `secure=SecureMaterial`, see security_helpers.fetch_material).
     """
     started: list[EnvoyProcess] = []
     counter = itertools.count(1)

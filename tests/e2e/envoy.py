@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from istioctl.bootstrap import BootstrapOptions, build_bootstrap
+from istioctl.bootstrap import BootstrapOptions, SecureMaterial, build_bootstrap
 
 from .net import WaitTimeout, split_host_port, wait_until
 from .traffic import Response, request
@@ -87,9 +87,17 @@ class EnvoyProcess:
         self._admin: tuple[str, int] | None = None
 
     @classmethod
-    def for_proxy(cls, opts: BootstrapOptions, workdir: Path, **kwargs: Any) -> EnvoyProcess:
-        """An Envoy whose bootstrap is `istioctl bootstrap`'s (admin port left to Envoy)."""
-        bootstrap = build_bootstrap(dataclasses.replace(opts, admin_port=0))
+    def for_proxy(
+        cls,
+        opts: BootstrapOptions,
+        workdir: Path,
+        *,
+        secure: SecureMaterial | None = None,
+        **kwargs: Any,
+    ) -> EnvoyProcess:
+        """An Envoy whose bootstrap is `istioctl bootstrap`'s (admin port left to Envoy);
+        a secure bootstrap (`opts.insecure` false) needs `secure`, istiod's token and root."""
+        bootstrap = build_bootstrap(dataclasses.replace(opts, admin_port=0), secure=secure)
         return cls(
             bootstrap, workdir, name=kwargs.pop("name", f"{opts.name}.{opts.namespace}"), **kwargs
         )
