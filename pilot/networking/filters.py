@@ -58,8 +58,11 @@ def access_logs(path: str) -> list[Any]:
     return [accesslog_pb2.AccessLog(name="envoy.access_loggers.file", typed_config=to_any(config))]
 
 
-def http_filters() -> list[Any]:
+def http_filters(security: Sequence[Any] = ()) -> list[Any]:
+    """The HTTP filter chain: `security` filters (authz/authn, in Istio's order) first, then
+    fault → cors → router."""
     return [
+        *security,
         hcm_pb2.HttpFilter(name=FAULT, typed_config=to_any(fault_pb2.HTTPFault())),
         hcm_pb2.HttpFilter(name=CORS, typed_config=to_any(cors_pb2.Cors())),
         hcm_pb2.HttpFilter(name=ROUTER, typed_config=to_any(router_pb2.Router())),
@@ -75,6 +78,7 @@ def http_connection_manager(
     forward_client_cert: bool = False,
     http2: bool = False,
     access_log_path: str = "",
+    security_filters: Sequence[Any] = (),
 ) -> Any:
     out = hcm_pb2.HttpConnectionManager(
         stat_prefix=stat_prefix,
@@ -85,7 +89,7 @@ def http_connection_manager(
         out.rds.config_source.CopyFrom(ads_config_source())
     elif route_config is not None:
         out.route_config.CopyFrom(route_config)
-    out.http_filters.extend(http_filters())
+    out.http_filters.extend(http_filters(security_filters))
     out.use_remote_address.value = use_remote_address
     out.normalize_path.value = True
     out.path_with_escaped_slashes_action = hcm_pb2.HttpConnectionManager.KEEP_UNCHANGED
