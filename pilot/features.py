@@ -5,6 +5,7 @@ Read in bootstrap and passed down as settings, never read at import time elsewhe
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,14 @@ class Features:
     root_cert_grace_percentile: int = 20
     # TOKEN_AUDIENCES: audiences accepted in bearer tokens (istio-ca).
     token_audiences: tuple[str, ...] = ("istio-ca",)
+    # PILOT_JWT_PUB_KEY_REFRESH_INTERVAL: how often istiod refetches RequestAuthentication
+    # JWKS (20m).
+    jwt_pub_key_refresh_interval: float = 20 * 60.0
+    # JWKS_RESOLVER_INSECURE_SKIP_VERIFY: fetch https JWKS without verifying the server (false).
+    jwks_resolver_insecure_skip_verify: bool = False
+    # BLOCKED_CIDRS_IN_JWKS_URIS: address ranges JWKS fetches may not connect to, on top of the
+    # always-blocked link-local and cloud metadata addresses (comma separated CIDRs).
+    blocked_cidrs_in_jwks_uris: tuple[str, ...] = ()
 
     @property
     def effective_push_throttle(self) -> int:
@@ -103,6 +112,20 @@ def _positive_duration(env: Mapping[str, str], name: str, default: float) -> flo
     return value
 
 
+def _cidrs(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma separated CIDRs (an invalid one is an error: dropping it would unblock a range)."""
+    out = []
+    for item in (env.get(name) or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError as e:
+            raise ConfigError(f"{name}={env.get(name)!r}: {e}") from None
+    return tuple(out)
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Features:
     env = os.environ if env is None else env
     return Features(
@@ -126,4 +149,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         token_audiences=tuple(
             a.strip() for a in (env.get("TOKEN_AUDIENCES") or "istio-ca").split(",") if a.strip()
         ),
+        jwt_pub_key_refresh_interval=_positive_duration(
+            env, "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", 20 * 60.0
+        ),
+        jwks_resolver_insecure_skip_verify=_bool(env, "JWKS_RESOLVER_INSECURE_SKIP_VERIFY", False),
+        blocked_cidrs_in_jwks_uris=_cidrs(env, "BLOCKED_CIDRS_IN_JWKS_URIS"),
     )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pilot.config.store import ConfigEvent, ConfigStore
 from pilot.model.endpoint import EndpointIndex
+from pilot.model.jwks import JwksSnapshot
 from pilot.model.push_context import PushInputs
 from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.serviceregistry.aggregate import REGISTRY_KINDS, RegistrySnapshot, build_registry, diff
@@ -31,6 +32,8 @@ class Environment:
         self.registry = RegistrySnapshot()
         self._endpoints: EndpointIndex | None = None
         self._on_push: Callable[[PushRequest], None] | None = None
+        # The JWKS the RequestAuthentications need, as last fetched (set by bootstrap).
+        self.jwks: Callable[[], JwksSnapshot] = JwksSnapshot
         self.rebuild_registry()
         store.add_handler(self._on_events)
 
@@ -54,6 +57,7 @@ class Environment:
             endpoints=self.endpoint_index(),
             mesh=self.mesh,
             domain_suffix=self.domain_suffix,
+            jwks=self.jwks(),
         )
 
     def endpoint_index(self) -> EndpointIndex:

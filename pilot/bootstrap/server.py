@@ -20,12 +20,14 @@ import grpc
 from aiohttp import web
 
 from pilot.bootstrap.environment import Environment
+from pilot.bootstrap.jwks_resolver import HttpFetcher, JwksResolver, JwksSettings
 from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, SecuritySettings
 from pilot.bootstrap.options import Address, Options
 from pilot.bootstrap.security_http import SecurityHttp
 from pilot.config.file import FileConfigSource
 from pilot.config.store import ConfigStore
 from pilot.features import Features
+from pilot.model.jwks import jwks_demand
 from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.xds.debounce import DebounceSettings
 from pilot.xds.debug import DebugApp
@@ -35,6 +37,7 @@ from pilot.xds.monitoring import metrics_app
 from pilot.xds.server import DiscoveryServer, XdsSettings
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.config.mesh import MeshConfig, load_mesh_config
+from pkg.config.model import ConfigKey, Kind
 from pkg.credentials import Identity
 from security.server.ca_service import ca_grpc_handler
 
@@ -59,6 +62,11 @@ class Istiod:
         self.environment: Environment | None = None
         self.discovery: DiscoveryServer | None = None
         self.security: MeshSecurity | None = None
+        self.jwks = JwksResolver(
+            HttpFetcher.from_features(features),
+            JwksSettings.from_features(features),
+            on_change=self._on_jwks_change,
+        )
         self._grpc_servers: list[grpc.aio.Server] = []
         self._runners: list[web.AppRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -73,6 +81,10 @@ class Istiod:
         opts = self.options
         await self.source.load()
         self.environment = Environment(self.store, self.mesh, opts.domain_suffix)
+        # RequestAuthentication keys: fetched before the first push, then kept fresh.
+        self.environment.jwks = lambda: self.jwks.snapshot
+        self.jwks.follow(self.store)
+        await self.jwks.prime(jwks_demand(self.store.list(Kind.REQUEST_AUTHENTICATION)))
         settings = XdsSettings(
             debounce=DebounceSettings(
                 self.features.debounce_after,
@@ -171,6 +183,13 @@ class Istiod:
         await server.start()
         self._announce(name, Address(address.host, port))
 
+    def _on_jwks_change(self, keys: frozenset[ConfigKey]) -> None:
+        """New public keys for these RequestAuthentications: push their listeners."""
+        if self.discovery is not None and keys:
+            self.discovery.config_update(
+                PushRequest.of(keys, TriggerReason.CONFIG, start=time.monotonic())
+            )
+
     def _on_credentials(self, identity: Identity | None) -> None:
         """A renewed workload certificate (or trust bundle): push SDS to whoever uses it."""
         if self.discovery is None:
@@ -204,6 +223,7 @@ class Istiod:
         for runner in reversed(self._runners):
             await runner.cleanup()
         await cancel_and_wait(*self._tasks)
+        await self.jwks.close()
         self._tasks.clear()
 
     # ---- debug providers -------------------------------------------------------------------
@@ -216,4 +236,4 @@ class Istiod:
         return out
 
     def problems(self) -> list[str]:
-        return [str(p) for p in self.source.problems]
+        return [str(p) for p in self.source.problems] + self.jwks.problems()

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+from pilot.model.authorization import AuthorizationPolicyIndex
 from pilot.model.destination_rule_index import DestinationRuleIndex, MergedDestinationRule
 from pilot.model.endpoint import EndpointIndex, IstioEndpoint
 from pilot.model.gateway import ServiceTarget
+from pilot.model.jwks import JwksSnapshot
 from pilot.model.peer_authentication import PeerAuthenticationIndex
+from pilot.model.request_authentication import RequestAuthenticationIndex
 from pilot.model.service import Service
 from pilot.model.service_index import ServiceIndex
 from pilot.model.sidecar_scope import SidecarScope, build_sidecar_scope
@@ -51,6 +54,7 @@ class PushInputs:
     endpoints: EndpointIndex = field(default_factory=EndpointIndex)
     mesh: MeshConfig = field(default_factory=MeshConfig)
     domain_suffix: str = "cluster.local"
+    jwks: JwksSnapshot = field(default_factory=JwksSnapshot)
 
 
 def _order(c: Config[Any]) -> tuple[float, str, str]:
@@ -85,6 +89,11 @@ class PushContext:
     endpoints: EndpointIndex
     workloads: Mapping[tuple[str, str], WorkloadInfo]  # (namespace, address) → workload
     peer_authentication: PeerAuthenticationIndex = field(default_factory=PeerAuthenticationIndex)
+    request_authentication: RequestAuthenticationIndex = field(
+        default_factory=RequestAuthenticationIndex
+    )
+    jwks: JwksSnapshot = field(default_factory=JwksSnapshot)
+    authorization: AuthorizationPolicyIndex = field(default_factory=AuthorizationPolicyIndex)
     errors: tuple[str, ...] = ()
     created: float = 0.0
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
@@ -132,6 +141,13 @@ class PushContext:
             workloads=MappingProxyType(workloads),
             peer_authentication=PeerAuthenticationIndex.build(
                 configs.get(Kind.PEER_AUTHENTICATION, ()), mesh.root_namespace
+            ),
+            request_authentication=RequestAuthenticationIndex.build(
+                configs.get(Kind.REQUEST_AUTHENTICATION, ()), mesh.root_namespace
+            ),
+            jwks=inputs.jwks,
+            authorization=AuthorizationPolicyIndex.build(
+                configs.get(Kind.AUTHORIZATION_POLICY, ()), mesh.root_namespace
             ),
             errors=dr_index.problems,
             created=time.monotonic(),

@@ -36,6 +36,7 @@ from pilot.model.service import Protocol
 from pilot.networking import naming
 from pilot.networking.filters import hcm_filter, http_connection_manager, tls_inspector_filter
 from pilot.networking.listener_common import OUTBOUND, new_listener, wildcard_bind
+from pilot.networking.policy_filters import inbound_http_filters
 from pilot.networking.protos import duration
 from pilot.networking.tls import (
     TERMINATING_MODES,
@@ -156,6 +157,7 @@ def _connection_manager(view: ProxyView, stat_prefix: str, entry: GatewayServer)
         rds=entry.route_name,
         use_remote_address=True,
         access_log_path=view.push.mesh.access_log_file,
+        security_filters=inbound_http_filters(view),
     )
     # Istio's buildGatewayConnectionManager: SANITIZE_SET, with the details it sets.
     manager.forward_client_cert_details = hcm_pb2.HttpConnectionManager.SANITIZE_SET

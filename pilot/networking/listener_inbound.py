@@ -5,7 +5,8 @@ for its own port, passthrough chains for unknown ports, and per workload port th
 PeerAuthentication mode (mTLS, plaintext, or both in PERMISSIVE) matched on destination port,
 transport and ALPN. NONE mode: a real listener per Sidecar `ingress` entry with the same chains.
 A proxy without a verified identity has no certificate to terminate mTLS with, so its inbound
-side is plaintext whatever the policy says.
+side is plaintext whatever the policy says. Every chain but the blackhole one carries the
+proxy's authorization filters (`policy_filters`), as Istio builds them for all inbound chains.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pilot.networking.listener_common import (
     inbound_route_config,
     new_listener,
 )
+from pilot.networking.policy_filters import inbound_http_filters, inbound_network_filters
 from pilot.networking.protos import duration
 from pilot.networking.tls import mesh_downstream, transport_socket
 
@@ -128,9 +130,11 @@ def _chain(view: ProxyView, option: ChainOption, target: _Target) -> Any:
             forward_client_cert=True,
             http2=target.protocol.is_http2,
             access_log_path=view.push.mesh.access_log_file,
+            security_filters=inbound_http_filters(view),
         )
         chain.filters.append(hcm_filter(manager))
     else:
+        chain.filters.extend(inbound_network_filters(view))
         chain.filters.append(tcp_proxy_filter(target.cluster))
     return chain
 

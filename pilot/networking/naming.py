@@ -147,3 +147,24 @@ def destination_rule_config_path(namespace: str, name: str) -> str:
 
 def gateway_config_path(namespace: str, name: str) -> str:
     return config_path("networking.istio.io", "v1", "gateway", namespace, name)
+
+
+# RequestAuthentication → envoy.filters.http.jwt_authn. A verified token's payload is dynamic
+# metadata of the filter's namespace under one key for every provider (Istio's
+# EnvoyJwtFilterPayload): authorization matches `request.auth.*` and routes match
+# `@request.auth.claims.*` at path [JWT_PAYLOAD_METADATA_KEY, <claim>, ...] in namespace
+# JWT_AUTHN_FILTER.
+JWT_AUTHN_FILTER = "envoy.filters.http.jwt_authn"
+JWT_PAYLOAD_METADATA_KEY = "payload"
+
+
+def jwt_provider_name(index: int) -> str:
+    """A jwt_authn provider: one per JWT rule, in issuer order (`origins-0`, ...), as Istio."""
+    return f"origins-{index}"
+
+
+def authz_policy_name(namespace: str, name: str, rule: int, prefix: str = "") -> str:
+    """Key of an AuthorizationPolicy rule in an RBAC filter's policies:
+    `ns[foo]-policy[httpbin]-rule[0]`; CUSTOM rules carry `istio-ext-authz-<provider>-` in front
+    (the ext_authz filter keys off that prefix)."""
+    return f"{prefix}ns[{namespace}]-policy[{name}]-rule[{rule}]"

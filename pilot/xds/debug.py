@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from pilot.model.authorization import ApplicablePolicies
+from pilot.model.proxy_view import proxy_view
 from pilot.model.push_context import PushContext
 from pilot.xds.config_dump import build_config_dump, to_json
 from pilot.xds.connection import Connection
@@ -88,6 +90,7 @@ class DebugApp:
             "/debug/registryz": self.registryz,
             "/debug/push_status": self.push_status,
             "/debug/connections": self.connections,
+            "/debug/authorizationz": self.authorizationz,
         }
         for path, handler in debug.items():
             r.add_get(path, _loopback_only(handler))
@@ -203,6 +206,53 @@ class DebugApp:
             },
             request,
         )
+
+    async def authorizationz(self, request: web.Request) -> web.Response:
+        """istiod's dump of the AuthorizationPolicies by namespace; with `?proxyID=` the ones
+        that apply to that proxy, grouped by action (as Istio's AuthorizationPoliciesResult)."""
+        push = self._push()
+        proxy_id = request.query.get("proxyID", "")
+        if not proxy_id:
+            index = push.authorization if push is not None else None
+            by_namespace = index.by_namespace if index is not None else {}
+            return _json(
+                {
+                    "authorization_policies": {
+                        "namespace_to_policies": {
+                            ns: [_policy_json(c) for c in configs]
+                            for ns, configs in sorted(by_namespace.items())
+                        },
+                        "root_namespace": index.root_namespace if index is not None else "",
+                    }
+                },
+                request,
+            )
+        conn = _find(self.server.connections(), proxy_id)
+        if conn is None or push is None:
+            return web.Response(
+                status=404,
+                text="Proxy not connected to this Pilot instance. "
+                "It may be connected to another instance.\n",
+            )
+        view = proxy_view(conn.proxy, push)
+        policies = push.authorization.policies_for(view.namespace, view.labels)
+        return _json({"proxy": conn.proxy.id, **_applicable_json(policies)}, request)
+
+
+def _policy_json(config: Any) -> dict[str, Any]:
+    return {
+        "name": config.name,
+        "namespace": config.namespace,
+        "annotations": dict(config.meta.annotations),
+        "spec": (config.raw or {}).get("spec") or {},
+    }
+
+
+def _applicable_json(policies: ApplicablePolicies) -> dict[str, Any]:
+    return {
+        action: [_policy_json(c) for c in getattr(policies, action)]
+        for action in ("custom", "deny", "allow", "audit")
+    }
 
 
 def _find(connections: list[Connection], proxy_id: str) -> Connection | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import textwrap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,9 +359,11 @@ def secure_mesh(
     istiod_env: Mapping[str, str] | None = None,
     xds_api: XdsApi = "delta",
     backend_keep: int = 1000,
+    mesh_config: str | None = None,
 ) -> Iterator[SecureMesh]:
-    """Start the topology (istiod with `istiod_env`, backend, both sidecars), wait until the
-    client reaches the backend over mTLS, yield it, and stop everything afterwards."""
+    """Start the topology (istiod with `istiod_env` and the MeshConfig YAML `mesh_config`,
+    backend, both sidecars), wait until the client reaches the backend over mTLS, yield it, and
+    stop everything afterwards."""
     with contextlib.ExitStack() as stack:
         backend = Backend("httpbin", "127.0.0.1", 0, keep_requests=backend_keep).start()
         stack.callback(backend.stop)
@@ -368,7 +371,13 @@ def secure_mesh(
         config = workdir / "config"
         config.mkdir(parents=True, exist_ok=True)
         write_config(config, MESH_FILE, mesh_yaml(server_ip, backend.port))
-        istiod = IstiodProcess(workdir / "istiod", config_dirs=[config], env=istiod_env)
+        mesh_file = None
+        if mesh_config is not None:
+            mesh_file = workdir / "mesh.yaml"
+            mesh_file.write_text(textwrap.dedent(mesh_config), encoding="utf-8")
+        istiod = IstiodProcess(
+            workdir / "istiod", config_dirs=[config], env=istiod_env, mesh_config=mesh_file
+        )
         stack.callback(istiod.stop)
         istiod.start()
         server_opts = secure_sidecar_options(

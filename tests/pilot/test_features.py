@@ -40,3 +40,24 @@ def test_go_durations_and_booleans() -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         from_env({name: value})
+
+
+def test_jwks_resolver_knobs() -> None:
+    defaults = from_env({})
+    assert defaults.jwt_pub_key_refresh_interval == 20 * 60.0
+    assert not defaults.jwks_resolver_insecure_skip_verify
+    assert defaults.blocked_cidrs_in_jwks_uris == ()
+    features = from_env(
+        {
+            "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "5m",
+            "JWKS_RESOLVER_INSECURE_SKIP_VERIFY": "true",
+            "BLOCKED_CIDRS_IN_JWKS_URIS": "10.0.0.0/8, 192.168.1.7/24,,fd00::/8",
+        }
+    )
+    assert features.jwt_pub_key_refresh_interval == 300.0
+    assert features.jwks_resolver_insecure_skip_verify
+    assert features.blocked_cidrs_in_jwks_uris == ("10.0.0.0/8", "192.168.1.0/24", "fd00::/8")
+    with pytest.raises(ConfigError, match="BLOCKED_CIDRS_IN_JWKS_URIS"):
+        from_env({"BLOCKED_CIDRS_IN_JWKS_URIS": "10.0.0.0/33"})
+    with pytest.raises(ConfigError, match="PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"):
+        from_env({"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "0s"})

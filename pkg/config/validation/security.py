@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pkg.config.jwks import jwks_text_problem
 from pkg.config.specs.security import JWTRule, PeerAuthentication, RequestAuthentication
 from pkg.config.validation.http import check_strict_header_name
 from pkg.config.validation.policy import check_selector, check_target_refs
@@ -45,6 +46,14 @@ def _check_jwt_rule(report: Report, rule: JWTRule, path: str) -> None:
                 f"jwks key at index {index} contains private key material; only public keys are "
                 "used for verification",
             )
+        if problem is None:
+            unusable = jwks_text_problem(rule.jwks)
+            if unusable is not None:
+                report.warn(
+                    f"{path}.jwks",
+                    f"Envoy cannot use this jwks ({unusable}); tokens of this issuer will be "
+                    "rejected",
+                )
     for index, item in enumerate(rule.output_claim_to_headers):
         report.error(
             f"{path}.outputClaimToHeaders[{index}].header", check_strict_header_name(item.header)

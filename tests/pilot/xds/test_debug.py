@@ -81,3 +81,53 @@ async def test_configz_registryz_and_push_status(http: TestClient) -> None:  # t
     assert [s["hostname"] for s in registryz] == ["reviews.default.svc.cluster.local"]
     status = await (await http.get("/debug/push_status")).json()
     assert status["problems"] == ["a.yaml[0]: bad"]
+
+
+AUTHZ = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-deny, namespace: istio-system}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: app-allow, namespace: default}
+spec:
+  selector: {matchLabels: {app: app}}
+  rules: [{to: [{operation: {methods: ["GET"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: other-allow, namespace: default}
+spec:
+  selector: {matchLabels: {app: other}}
+"""
+
+
+async def test_authorizationz_dumps_policies_and_those_of_a_proxy() -> None:
+    env = AdsEnv(parse_all(MESH + "---" + AUTHZ))
+    await env.start()
+    app = DebugApp(env.server, lambda: [], lambda: [], lambda: True).app()
+    http = TestClient(TestServer(app))
+    await http.start_server()
+    client = AdsClient(env.address)
+    try:
+        dump = await (await http.get("/debug/authorizationz")).json()
+        policies = dump["authorization_policies"]
+        assert policies["root_namespace"] == "istio-system"
+        by_ns = policies["namespace_to_policies"]
+        assert [p["name"] for p in by_ns["default"]] == ["app-allow", "other-allow"]
+        assert by_ns["istio-system"][0]["spec"]["action"] == "DENY"
+        missing = await http.get("/debug/authorizationz?proxyID=nobody.nowhere")
+        assert missing.status == 404
+        await client.sotw(typeurls.CLUSTER)
+        await client.recv()
+        applied = await (await http.get("/debug/authorizationz?proxyID=app.default")).json()
+        names = {k: [p["name"] for p in v] for k, v in applied.items() if k != "proxy"}
+        assert names == {"custom": [], "deny": ["mesh-deny"], "allow": ["app-allow"], "audit": []}
+    finally:
+        await client.close()
+        await http.close()
+        await env.stop()

@@ -254,3 +254,11 @@ def test_unknown_jwt_rule_fields_are_errors() -> None:
         "spec.jwtRules[0].issuers",
         'unknown field "issuers"',
     )
+
+
+def test_a_jwks_envoy_cannot_use_is_a_warning() -> None:
+    body = "jwtRules: [{issuer: a, jwks: '{\"keys\": []}'}]"
+    assert_valid(doc("RequestAuthentication", body))
+    [(path, reason)] = warnings_of(doc("RequestAuthentication", body))
+    assert path == "spec.jwtRules[0].jwks"
+    assert reason == "Envoy cannot use this jwks (no keys); tokens of this issuer will be rejected"
