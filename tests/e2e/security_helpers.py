@@ -15,6 +15,10 @@ The topology, all in NONE interception mode on loopback (DESIGN §2.2):
   `security.istio.io/tlsMode` label, i.e. mTLS-capable for auto mTLS.
 - `sleep` (service account sleep): a sidecar whose outbound listener for port 8000 is bound on
   its own 127.0.x.y (NONE mode's local bind) and routes to httpbin.
+- optionally more clients like `sleep` (`secure_mesh(extra_clients=["notsleep"])`): each named
+  workload gets label `app: <name>`, service account `<name>`, its own 127.0.x.y and its own
+  Sidecar resource (egress to port 8000), so it reaches httpbin over mTLS with its own identity
+  (`spiffe://cluster.local/ns/default/sa/<name>`).
 
 A DestinationRule sets `maxRequestsPerConnection: 1` for httpbin, so every request the client
 sidecar forwards opens a new upstream connection: a fresh (or resumed) mTLS handshake with the
@@ -28,8 +32,8 @@ import base64
 import contextlib
 import re
 import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +281,21 @@ def mesh_yaml(server_ip: str, backend_port: int) -> str:
     )
 
 
+def client_sidecar_yaml(name: str, namespace: str = "default") -> str:
+    """A Sidecar for the client workload `app: <name>`: egress to httpbin's port only (as
+    `sleep`'s in `mesh_yaml`)."""
+    return f"""
+        apiVersion: networking.istio.io/v1
+        kind: Sidecar
+        metadata: {{name: {name}, namespace: {namespace}}}
+        spec:
+          workloadSelector: {{labels: {{app: {name}}}}}
+          egress:
+          - port: {{number: {HTTPBIN_PORT}, protocol: HTTP, name: http}}
+            hosts: ["./*"]
+        """
+
+
 def peer_authentication(mode: str, namespace: str = "default") -> str:
     return f"""
         apiVersion: security.istio.io/v1
@@ -291,6 +310,32 @@ def peer_authentication(mode: str, namespace: str = "default") -> str:
 
 
 @dataclass
+class ClientSidecar:
+    """An extra client sidecar (see `secure_mesh(extra_clients=...)`)."""
+
+    ip: str
+    opts: BootstrapOptions
+    envoy: EnvoyProcess
+
+    @property
+    def principal(self) -> str:
+        return spiffe_id(self.opts.namespace, self.opts.service_account)
+
+    def request(
+        self,
+        method: str = "GET",
+        path: str = "/",
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 2.0,
+    ) -> Response:
+        """One request to httpbin through this client's outbound listener (mTLS upstream)."""
+        return request(
+            self.ip, HTTPBIN_PORT, method, path, host="httpbin", headers=headers, timeout=timeout
+        )
+
+
+@dataclass
 class SecureMesh:
     """One istiod, the httpbin backend and the two secure sidecars (see the module doc)."""
 
@@ -302,6 +347,8 @@ class SecureMesh:
     client_opts: BootstrapOptions
     server: EnvoyProcess
     client: EnvoyProcess
+    # name → the extra clients `secure_mesh(extra_clients=...)` started
+    clients: dict[str, ClientSidecar] = field(default_factory=dict)
 
     @property
     def config_dir(self) -> Path:
@@ -360,17 +407,26 @@ def secure_mesh(
     xds_api: XdsApi = "delta",
     backend_keep: int = 1000,
     mesh_config: str | None = None,
+    extra_clients: Sequence[str] = (),
 ) -> Iterator[SecureMesh]:
     """Start the topology (istiod with `istiod_env` and the MeshConfig YAML `mesh_config`,
-    backend, both sidecars), wait until the client reaches the backend over mTLS, yield it, and
-    stop everything afterwards."""
+    backend, both sidecars, plus one client sidecar per name in `extra_clients`), wait until
+    every client reaches the backend over mTLS, yield it, and stop everything afterwards."""
     with contextlib.ExitStack() as stack:
         backend = Backend("httpbin", "127.0.0.1", 0, keep_requests=backend_keep).start()
         stack.callback(backend.stop)
         server_ip, client_ip = allocate_ip(), allocate_ip()
+        extra_ips = {name: allocate_ip() for name in extra_clients}
         config = workdir / "config"
         config.mkdir(parents=True, exist_ok=True)
-        write_config(config, MESH_FILE, mesh_yaml(server_ip, backend.port))
+        write_config(
+            config,
+            MESH_FILE,
+            join_docs(
+                mesh_yaml(server_ip, backend.port),
+                *(client_sidecar_yaml(name) for name in extra_clients),
+            ),
+        )
         mesh_file = None
         if mesh_config is not None:
             mesh_file = workdir / "mesh.yaml"
@@ -386,16 +442,27 @@ def secure_mesh(
         client_opts = secure_sidecar_options(
             istiod, "sleep", client_ip, {"app": "sleep"}, "sleep", xds_api=xds_api
         )
+        extra_opts = [
+            secure_sidecar_options(istiod, name, ip, {"app": name}, name, xds_api=xds_api)
+            for name, ip in extra_ips.items()
+        ]
         envoys = []
-        for opts in (server_opts, client_opts):
+        for opts in (server_opts, client_opts, *extra_opts):
             material = fetch_material(istiod, opts.namespace, opts.service_account)
             envoy = start_secure_envoy(opts, workdir / f"envoy-{opts.name}", material)
             stack.callback(envoy.stop)
             envoys.append(envoy)
         for envoy in envoys:
             envoy.wait_live(15.0)
-        mesh = SecureMesh(istiod, backend, server_ip, client_ip, server_opts, client_opts, *envoys)
-        wait_for_backend(client_ip, HTTPBIN_PORT, "httpbin", host="httpbin", confirm=5)
+        clients = {
+            opts.name: ClientSidecar(opts.ip, opts, envoy)
+            for opts, envoy in zip(extra_opts, envoys[2:], strict=True)
+        }
+        mesh = SecureMesh(
+            istiod, backend, server_ip, client_ip, server_opts, client_opts, *envoys[:2], clients
+        )
+        for ip in (client_ip, *extra_ips.values()):
+            wait_for_backend(ip, HTTPBIN_PORT, "httpbin", host="httpbin", confirm=5)
         yield mesh
 
 
@@ -405,8 +472,10 @@ __all__ = [
     "MESH_FILE",
     "POLICY_FILE",
     "SECRET_TYPE",
+    "ClientSidecar",
     "SecureMesh",
     "adsz_client",
+    "client_sidecar_yaml",
     "default_serial",
     "dynamic_secret_names",
     "fetch_material",
