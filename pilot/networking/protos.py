@@ -14,7 +14,7 @@ from pkg.config.types import Duration
 
 def to_any(message: Message) -> any_pb2.Any:
     out = any_pb2.Any()
-    out.Pack(message)
+    out.Pack(message, deterministic=True)
     return out
 
 

@@ -26,7 +26,7 @@ REDACTED = "[redacted]"
 
 def _any(message: Any) -> any_pb2.Any:
     out = any_pb2.Any()
-    out.Pack(message)
+    out.Pack(message, deterministic=True)
     return out
 
 
