@@ -3,7 +3,8 @@
 REDIRECT mode: `virtualInbound` (0.0.0.0:15006, original destination) holds a blackhole chain
 for its own port, passthrough chains for unknown ports, and per workload port the chains of its
 PeerAuthentication mode (mTLS, plaintext, or both in PERMISSIVE) matched on destination port,
-transport and ALPN. NONE mode: a real listener per Sidecar `ingress` entry with the same chains.
+transport and ALPN; its TLS and HTTP inspectors run only on the ports whose chains need them
+(inspectors.py). NONE mode: a real listener per Sidecar `ingress` entry with the same chains.
 A proxy without a verified identity has no certificate to terminate mTLS with, so its inbound
 side is plaintext whatever the policy says. Every chain but the blackhole one carries the
 proxy's authorization filters (`policy_filters`), as Istio builds them for all inbound chains.
@@ -29,6 +30,7 @@ from pilot.networking.filters import (
     tls_inspector_filter,
 )
 from pilot.networking.inbound_tls import RAW, TLS, ChainOption, chain_options, server_alpn
+from pilot.networking.inspectors import inbound_inspectors
 from pilot.networking.listener_common import (
     INBOUND,
     WILDCARD,
@@ -188,9 +190,6 @@ def _virtual_inbound(view: ProxyView, port_chains_: list[Any]) -> Any:
     listener = new_listener(
         naming.VIRTUAL_INBOUND_LISTENER, WILDCARD, mesh.proxy_inbound_listen_port, INBOUND
     )
-    listener.listener_filters.append(original_dst_filter())
-    listener.listener_filters.append(tls_inspector_filter())
-    listener.listener_filters.append(http_inspector_filter())
     listener.listener_filters_timeout.CopyFrom(duration(mesh.protocol_detection_timeout))
     blackhole = listener.filter_chains.add(name=naming.VIRTUAL_INBOUND_BLACKHOLE_CHAIN)
     blackhole.filter_chain_match.destination_port.value = mesh.proxy_inbound_listen_port
@@ -210,6 +209,9 @@ def _virtual_inbound(view: ProxyView, port_chains_: list[Any]) -> Any:
         )
         listener.filter_chains.append(_chain(view, option, target))
     listener.filter_chains.extend(port_chains_)
+    # The inspectors run only on the ports whose chains need them (server-first protocols).
+    listener.listener_filters.append(original_dst_filter())
+    listener.listener_filters.extend(inbound_inspectors(listener.filter_chains))
     return listener
 
 

@@ -71,9 +71,12 @@ class EnvoyProcess:
         concurrency: int = 1,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.name = name
         self.bootstrap = dict(bootstrap)
+        # e.g. `ip netns exec NS setpriv ...`: it must exec Envoy (same pid, for signals)
+        self.command_prefix = tuple(command_prefix)
         self.workdir = workdir
         self.log_level = log_level
         self.concurrency = concurrency
@@ -112,6 +115,7 @@ class EnvoyProcess:
         for stale in (self.log_path, self.admin_address_path):
             stale.unlink(missing_ok=True)
         cmd = [
+            *self.command_prefix,
             envoy_binary(),
             "-c", str(self.bootstrap_path),
             "--disable-hot-restart",
