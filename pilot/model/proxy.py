@@ -28,6 +28,11 @@ class InterceptionMode(StrEnum):
     NONE = "NONE"
 
 
+# Node metadata GENERATOR value of proxyless gRPC clients (pilot-agent's gRPC bootstrap writes
+# it); such a proxy gets Istio's gRPC resources (ApiListeners per `host:port`) instead of Envoy's.
+GRPC_GENERATOR = "grpc"
+
+
 class InvalidNodeError(ConfigError):
     """The node id or metadata cannot describe a proxy (gRPC InvalidArgument)."""
 
@@ -47,6 +52,9 @@ class Proxy:
     istio_version: str = ""
     workload_name: str = ""
     locality: str = ""
+    # Node metadata GENERATOR: which generator set serves this proxy ("" = Envoy's,
+    # "grpc" = proxyless gRPC), as Istio's Proxy.Metadata.Generator.
+    generator: str = ""
     # The identity proven by the stream's credentials (secure port); None on the plaintext port.
     # Never taken from node metadata.
     identity: Identity | None = None
@@ -55,6 +63,11 @@ class Proxy:
     @property
     def ip(self) -> str:
         return self.ip_addresses[0]
+
+    @property
+    def is_proxyless_grpc(self) -> bool:
+        """A gRPC client with its own xDS client (Istio's IsProxylessGrpc)."""
+        return self.generator == GRPC_GENERATOR
 
     @property
     def short_name(self) -> str:
@@ -127,6 +140,7 @@ def parse_node(node_id: str, metadata: Mapping[str, Any], locality: str = "") ->
         istio_version=_str(metadata.get("ISTIO_VERSION")),
         workload_name=_str(metadata.get("WORKLOAD_NAME")),
         locality=locality,
+        generator=_str(metadata.get("GENERATOR")),
         metadata=dict(metadata),
     )
 

@@ -30,7 +30,7 @@ from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.xds.auth import Authenticate, IdentityMismatchError, check_connection_identity
 from pilot.xds.connection import Connection
 from pilot.xds.debounce import Debouncer, DebounceSettings
-from pilot.xds.generators import default_generators
+from pilot.xds.generators import default_generators, generators_for
 from pilot.xds.generators.base import Generator
 from pilot.xds.push_queue import PushQueue
 from pkg.aio import cancel_and_wait, guarded_task
@@ -287,17 +287,19 @@ class DiscoveryServer:
         if authenticate is not None:
             proxy = await self._authenticate(proxy, context, authenticate)
         conn_id = f"{proxy.name}-{next(self._ids)}"
+        generators = generators_for(proxy, self.generators)
         connection = Connection(
-            conn_id, proxy, context.peer(), delta, self.generators, lambda: self.push_context
+            conn_id, proxy, context.peer(), delta, generators, lambda: self.push_context
         )
         stream = _Stream(connection, inbox)
         self._streams[conn_id] = stream
         log.info(
-            "ADS: new %s connection for node:%s (%s) peer:%s",
+            "ADS: new %s connection for node:%s (%s) peer:%s%s",
             "delta" if delta else "sotw",
             proxy.id,
             conn_id,
             context.peer(),
+            f" generator:{proxy.generator}" if proxy.generator else "",
         )
         return stream
 

@@ -10,6 +10,10 @@ generator for that proxy the way a real Envoy subscribes:
 3. LDS wildcard;
 4. RDS for every route configuration an HTTP connection manager in those listeners names.
 
+A proxyless gRPC client (node metadata `GENERATOR: grpc`) subscribes top-down instead, with
+explicit names: LDS for `ProxySpec.listeners` (the `xds:///` targets it dials), RDS for what
+their ApiListeners name, CDS for every cluster those routes name, then EDS.
+
 The answer, `XdsResources`, keeps the built resources (for byte-level checks) and their decoded
 protobufs keyed by type URL and name (Istio's `pilot/test/xds/fake.go` plays the same role).
 """
@@ -17,7 +21,7 @@ protobufs keyed by type URL and name (Istio's `pilot/test/xds/fake.go` plays the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +36,7 @@ from pilot.model.proxy import Proxy, parse_node
 from pilot.model.proxy_view import ProxyView, proxy_view
 from pilot.model.push_context import PushContext, PushInputs
 from pilot.serviceregistry.aggregate import RegistrySnapshot, build_registry
-from pilot.xds.generators import default_generators
+from pilot.xds.generators import default_generators, generators_for
 from pilot.xds.wire import BuiltResource
 from pkg.config.mesh import MeshConfig, mesh_config_from_dict
 from pkg.config.model import Config, Kind
@@ -70,6 +74,10 @@ class ProxySpec:
     # Connected over the secure port with a verified token: the proxy has a SPIFFE identity
     # (namespace + service account, "default" when unset) and gets mesh mTLS.
     authenticated: bool = False
+    # LDS names a proxyless gRPC client (metadata GENERATOR: grpc) subscribes to: the
+    # `HOST:PORT` of each `xds:///HOST:PORT` it dials (empty: wildcard). Envoy always asks for
+    # every listener, so Envoy proxies ignore this.
+    listeners: tuple[str, ...] = ()
 
     @property
     def namespace(self) -> str:
@@ -102,6 +110,7 @@ class ProxySpec:
             "serviceAccount",
             "metadata",
             "authenticated",
+            "listeners",
         }
         unknown = set(raw) - known
         if unknown:
@@ -115,6 +124,7 @@ class ProxySpec:
             service_account=str(raw.get("serviceAccount", "")),
             extra_metadata=dict(raw.get("metadata") or {}),
             authenticated=bool(raw.get("authenticated", False)),
+            listeners=tuple(str(n) for n in raw.get("listeners") or ()),
         )
 
 
@@ -170,7 +180,14 @@ def decode_any(value: any_pb2.Any) -> Message:
 
 
 def http_connection_managers(listener: Any) -> Iterator[tuple[Any, Any]]:
-    """(filter chain, HttpConnectionManager) for every HCM of a listener."""
+    """(filter chain, HttpConnectionManager) for every HCM of a listener; an ApiListener's
+    (proxyless gRPC) comes with its ApiListener in place of a chain."""
+    if listener.HasField("api_listener"):
+        api = listener.api_listener
+        if api.api_listener.type_url == HCM_TYPE:
+            hcm = hcm_pb2.HttpConnectionManager()
+            api.api_listener.Unpack(hcm)
+            yield api, hcm
     chains = list(listener.filter_chains)
     if listener.HasField("default_filter_chain"):
         chains.append(listener.default_filter_chain)
@@ -184,6 +201,19 @@ def http_connection_managers(listener: Any) -> Iterator[tuple[Any, Any]]:
 
 def eds_service_name(cluster: Any) -> str:
     return str(cluster.eds_cluster_config.service_name or cluster.name)
+
+
+def route_cluster_names(route_config: Any) -> set[str]:
+    """Every cluster a route configuration's routes send to (single or weighted)."""
+    out: set[str] = set()
+    for vhost in route_config.virtual_hosts:
+        for route in vhost.routes:
+            if route.WhichOneof("action") != "route":
+                continue
+            if route.route.WhichOneof("cluster_specifier") == "cluster":
+                out.add(route.route.cluster)
+            out.update(w.name for w in route.route.weighted_clusters.clusters)
+    return out
 
 
 # ---- the pipeline ------------------------------------------------------------------------
@@ -265,7 +295,7 @@ class FakeDiscovery:
         self, view: ProxyView, type_url: str, names: Iterable[str] | None
     ) -> list[BuiltResource]:
         wanted = None if names is None else frozenset(names)
-        return self.generators[type_url].generate(view, wanted)
+        return generators_for(view.proxy, self.generators)[type_url].generate(view, wanted)
 
     def resources(self, spec: ProxySpec) -> XdsResources:
         view = self.view(spec)
@@ -278,6 +308,8 @@ class FakeDiscovery:
             decoded[type_url] = {r.name: decode_any(r.unpack()) for r in resources}
             return decoded[type_url]
 
+        if view.proxy.is_proxyless_grpc:
+            return self._grpc_resources(spec, view, built, decoded, fetch)
         clusters = fetch(CLUSTER, None)
         eds = sorted(
             {eds_service_name(c) for c in clusters.values() if c.type == cluster_pb2.Cluster.EDS}
@@ -293,4 +325,33 @@ class FakeDiscovery:
             }
         )
         fetch(ROUTE, rds)
+        return XdsResources(view, built, decoded, tuple(eds), tuple(rds))
+
+    def _grpc_resources(
+        self,
+        spec: ProxySpec,
+        view: ProxyView,
+        built: dict[str, list[BuiltResource]],
+        decoded: dict[str, dict[str, Any]],
+        fetch: Callable[[str, Iterable[str] | None], dict[str, Any]],
+    ) -> XdsResources:
+        """gRPC's order: LDS by name → RDS → CDS of the routes' clusters → EDS."""
+        listeners = fetch(LISTENER, spec.listeners or None)
+        rds = sorted(
+            {
+                hcm.rds.route_config_name
+                for listener in listeners.values()
+                for _, hcm in http_connection_managers(listener)
+                if hcm.HasField("rds")
+            }
+        )
+        routes = fetch(ROUTE, rds)
+        wanted = sorted(
+            {name for config in routes.values() for name in route_cluster_names(config)}
+        )
+        clusters = fetch(CLUSTER, wanted)
+        eds = sorted(
+            {eds_service_name(c) for c in clusters.values() if c.type == cluster_pb2.Cluster.EDS}
+        )
+        fetch(ENDPOINT, eds)
         return XdsResources(view, built, decoded, tuple(eds), tuple(rds))
