@@ -5,10 +5,15 @@ resolved to `namespace/name` (a bare name is in the VirtualService's namespace).
 follows exportTo: private (own namespace), exported to named namespaces, or public. Within each
 list, the oldest object comes first — the order Istio uses to pick a winner when two
 VirtualServices claim the same host.
+
+Specs are stored as proxies should see them: short names resolved and delegates merged into
+their root VirtualServices (`pilot.model.virtual_service_merge`); what went wrong while merging
+is kept in `problems` (shown by /debug/push_status).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -16,29 +21,27 @@ from typing import Any
 
 from pilot.model.service import EXPORT_NONE, EXPORT_PRIVATE, EXPORT_PUBLIC
 from pilot.model.service_index import effective_export_to
+from pilot.model.virtual_service_merge import (
+    MESH_GATEWAY,
+    merge_delegates,
+    resolve_gateway_name,
+    resolve_short_names,
+)
 from pkg.config.host import resolve_short_name
 from pkg.config.model import Config
 
-MESH_GATEWAY = "mesh"
-
-
-def resolve_gateway_name(name: str, namespace: str) -> str:
-    if name == MESH_GATEWAY or "/" in name:
-        return name
-    return f"{namespace}/{name}"
+__all__ = ["MESH_GATEWAY", "BoundVirtualService", "VirtualServiceIndex", "resolve_gateway_name"]
 
 
 @dataclass(frozen=True, slots=True)
 class BoundVirtualService:
-    """A VirtualService with its hosts and gateways resolved."""
+    """A VirtualService with its hosts, gateways and short names resolved and, for a root
+    VirtualService, its delegates merged in (`spec`; `config.spec` is the object as written)."""
 
     config: Config[Any]
     hosts: tuple[str, ...]
     gateways: tuple[str, ...]
-
-    @property
-    def spec(self) -> Any:
-        return self.config.spec
+    spec: Any
 
     @property
     def name(self) -> str:
@@ -54,7 +57,9 @@ def bind(config: Config[Any], domain_suffix: str) -> BoundVirtualService:
     ns = config.namespace
     hosts = tuple(resolve_short_name(h, ns, domain_suffix) for h in spec.hosts)
     gateways = tuple(resolve_gateway_name(g, ns) for g in spec.gateways) or (MESH_GATEWAY,)
-    return BoundVirtualService(config, hosts, gateways)
+    return BoundVirtualService(
+        config, hosts, gateways, resolve_short_names(spec, ns, domain_suffix)
+    )
 
 
 def _order(c: Config[Any]) -> tuple[float, str, str]:
@@ -78,6 +83,7 @@ class VirtualServiceIndex:
     delegates: Mapping[tuple[str, str], BoundVirtualService] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    problems: tuple[str, ...] = ()
 
     @classmethod
     def build(
@@ -91,11 +97,28 @@ class VirtualServiceIndex:
         public: dict[str, list[BoundVirtualService]] = {}
         delegates: dict[tuple[str, str], BoundVirtualService] = {}
         defaults = frozenset(default_export_to)
-        for config in sorted(configs, key=_order):
-            bound = bind(config, domain_suffix)
+        ordered = [bind(config, domain_suffix) for config in sorted(configs, key=_order)]
+        for bound in ordered:
             if not bound.hosts:
-                delegates[(config.namespace, config.name)] = bound
+                delegates[(bound.namespace, bound.name)] = bound
+
+        def lookup(ns: str, name: str) -> tuple[Any, frozenset[str] | None] | None:
+            found = delegates.get((ns, name))
+            if found is None:
+                return None
+            export_to = effective_export_to(found.spec.export_to, defaults)
+            if EXPORT_PUBLIC in export_to:
+                return found.spec, None
+            return found.spec, frozenset(ns if e == EXPORT_PRIVATE else e for e in export_to)
+
+        problems: list[str] = []
+        for bound in ordered:
+            if not bound.hosts:
                 continue
+            config = bound.config
+            merged = merge_delegates(config, bound.spec, lookup, problems)
+            if merged is not bound.spec:
+                bound = dataclasses.replace(bound, spec=merged)
             export_to = effective_export_to(config.spec.export_to, defaults)
             if EXPORT_PUBLIC in export_to:
                 for gw in bound.gateways:
@@ -115,6 +138,7 @@ class VirtualServiceIndex:
             exported=MappingProxyType({k: tuple(v) for k, v in exported.items()}),
             public=MappingProxyType({k: tuple(v) for k, v in public.items()}),
             delegates=MappingProxyType(delegates),
+            problems=tuple(problems),
         )
 
     def for_gateway(self, namespace: str, gateway: str) -> tuple[BoundVirtualService, ...]:

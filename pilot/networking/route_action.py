@@ -2,12 +2,13 @@
 
 Covers destinations (single cluster or weighted clusters, weight-0 entries dropped), subsets,
 timeout (none = disabled, as Istio), retries (Istio's default policy when a route names none),
-header operations, rewrite, redirect and direct response. Each route carries provenance
-metadata `istio.config` naming the VirtualService it came from.
+header operations, rewrite, mirrors, CORS, fault, redirect and direct response. Each route
+carries provenance metadata `istio.config` naming the VirtualService it came from.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -23,10 +24,13 @@ from pilot.model.service import Service
 from pilot.model.virtual_service_index import BoundVirtualService
 from pilot.networking import naming
 from pilot.networking.fault import translate_fault
-from pilot.networking.filters import FAULT
+from pilot.networking.filters import CORS, FAULT
 from pilot.networking.protos import duration, metadata, to_any
 from pilot.networking.route_match import translate_route_match
+from pilot.networking.route_policy import mirror_policies, translate_cors
 from pkg.config.host import resolve_short_name
+
+log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 _HTTP_STATUS_CODES = frozenset(range(100, 600))
@@ -188,6 +192,7 @@ def translate_route(
     proxy_namespace: str,
     gateway_names: Collection[str],
     default_retries: Any = None,
+    is_tls: bool = False,
 ) -> Any | None:
     if match is not None and match.port and int(match.port) != listen_port:
         return None
@@ -197,6 +202,8 @@ def translate_route(
     if match is not None and match.name:
         name = f"{name}.{match.name}"
     out = route_pb2.Route(name=name, match=translate_route_match(match))
+    if match is not None and match.stat_prefix:
+        out.stat_prefix = match.stat_prefix
     out.metadata.CopyFrom(
         metadata({"istio": {"config": naming.virtual_service_config_path(vs.namespace, vs.name)}})
     )
@@ -206,7 +213,9 @@ def translate_route(
     out.request_headers_to_remove.extend(ops.request_remove)
     out.response_headers_to_remove.extend(ops.response_remove)
     if http.redirect is not None:
-        _apply_redirect(out, http.redirect, listen_port)
+        if not _apply_redirect(out, http.redirect, listen_port, is_tls):
+            log.warning("redirect code %s is not supported", http.redirect.redirect_code)
+            return None
     elif http.direct_response is not None:
         _apply_direct_response(out, http.direct_response)
     else:
@@ -218,6 +227,8 @@ def translate_route(
     fault = translate_fault(http.fault)
     if fault is not None:
         out.typed_per_filter_config[FAULT].CopyFrom(to_any(fault))
+    if http.cors_policy is not None:
+        out.typed_per_filter_config[CORS].CopyFrom(to_any(translate_cors(http.cors_policy)))
     return out
 
 
@@ -250,6 +261,12 @@ def _apply_destinations(
             authority = rewrite.authority
     if authority:
         action.host_rewrite_literal = authority
+
+    def mirror_cluster(dest: Any) -> str:
+        host = resolve_short_name(dest.host, vs.namespace, domain_suffix)
+        return destination_cluster(dest, host, lookup_service(host), listen_port)
+
+    action.request_mirror_policies.extend(mirror_policies(http, mirror_cluster))
     routes = list(http.route)
     if len(routes) == 1:
         dest = routes[0]
@@ -297,20 +314,33 @@ _REDIRECT_CODES = {
 }
 
 
-def _apply_redirect(out: Any, redirect: Any, listen_port: int) -> None:
+def _apply_redirect(out: Any, redirect: Any, listen_port: int, is_tls: bool) -> bool:
+    """Istio's ApplyRedirect; False for a redirect code Envoy cannot send (Istio then leaves
+    the route without an action, which Envoy rejects: such a route is dropped instead)."""
+    code = int(redirect.redirect_code or 301)
+    if code not in _REDIRECT_CODES:
+        return False
     action = out.redirect
-    if redirect.uri:
-        action.path_redirect = redirect.uri
+    action.response_code = _REDIRECT_CODES[code]
     if redirect.authority:
         action.host_redirect = redirect.authority
+    if redirect.prefix_rewrite:
+        action.prefix_rewrite = redirect.prefix_rewrite
+    elif redirect.uri:
+        action.path_redirect = redirect.uri
     if redirect.scheme:
         action.scheme_redirect = redirect.scheme
-    if redirect.port:
+    if redirect.port is None and redirect.derive_port is None:
+        return True
+    if redirect.port is not None:
         action.port_redirect = int(redirect.port)
-    elif redirect.derive_port is not None and str(redirect.derive_port) == "FROM_REQUEST_PORT":
+    elif str(redirect.derive_port) == "FROM_REQUEST_PORT":
         action.port_redirect = listen_port
-    code = int(redirect.redirect_code or 301)
-    action.response_code = _REDIRECT_CODES.get(code, route_pb2.RedirectAction.MOVED_PERMANENTLY)
+    # No explicit :80 for http nor :443 for https.
+    scheme = redirect.scheme or ("https" if is_tls else "http")
+    if (action.port_redirect, scheme) in ((80, "http"), (443, "https")):
+        action.port_redirect = 0
+    return True
 
 
 def _apply_direct_response(out: Any, direct: Any) -> None:

@@ -3,6 +3,9 @@
 A match with no uri matches every path (prefix `/`); header, method (`:method`), authority
 (`:authority`), scheme (`:scheme`) and query parameters become matchers; a regex of exactly `*`
 means "present" (Istio treats it as a metacharacter, not RE2); `withoutHeaders` inverts.
+A header named `@request.auth.claims.a.b` or `@request.auth.claims[a][b]` (gateways only) is
+a JWT claim: a dynamic metadata matcher on the verified token's payload (jwt_authn), matching
+a string claim or any element of a list claim.
 """
 
 from __future__ import annotations
@@ -10,8 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as route_pb2
-from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2, value_pb2
 from google.protobuf import wrappers_pb2
+
+from pilot.networking import naming
+from pilot.networking.authz.matchers import metadata_list_value
+
+_JWT_CLAIM_PREFIX = "@request.auth.claims"
 
 
 def string_matcher(match: Any, ignore_case: bool = False) -> Any | None:
@@ -58,14 +66,47 @@ def query_matcher(name: str, match: Any) -> Any:
     return _fill(route_pb2.QueryParameterMatcher(name=name), match)
 
 
+def routing_claims(name: str) -> list[str] | None:
+    """Istio's ToRoutingClaim: the claim path of a JWT claim header name, else None."""
+    if not name.lower().startswith(_JWT_CLAIM_PREFIX):
+        return None
+    rest = name[len(_JWT_CLAIM_PREFIX) :]
+    if rest.startswith(".") and len(rest) > 1:
+        return rest[1:].split(".")
+    if rest.startswith("[") and rest.endswith("]") and len(rest) > 2:
+        return rest[1:-1].split("][")
+    return None
+
+
+def jwt_claim_matcher(claims: list[str], match: Any) -> Any:
+    sm = string_matcher(match)
+    value = (
+        value_pb2.ValueMatcher(string_match=sm)
+        if sm is not None
+        else value_pb2.ValueMatcher(present_match=True)
+    )
+    keys = [naming.JWT_PAYLOAD_METADATA_KEY, *claims]
+    return metadata_list_value(naming.JWT_AUTHN_FILTER, keys, value)
+
+
 def translate_route_match(match: Any | None) -> Any:
     out = route_pb2.RouteMatch(prefix="/")
     if match is None:
         return out
     headers = []
     for name, value in match.headers.items():
+        claims = routing_claims(name)
+        if claims is not None:
+            out.dynamic_metadata.append(jwt_claim_matcher(claims, value))
+            continue
         headers.append(header_matcher(name, value))
     for name, value in match.without_headers.items():
+        claims = routing_claims(name)
+        if claims is not None:
+            inverted = jwt_claim_matcher(claims, value)
+            inverted.invert = True
+            out.dynamic_metadata.append(inverted)
+            continue
         h = header_matcher(name, value)
         h.invert_match = True
         if not _is_present_match(value):

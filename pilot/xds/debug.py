@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from pilot.model.authorization import ApplicablePolicies
+from pilot.model.proxy_status import proxy_status
 from pilot.model.proxy_view import proxy_view
 from pilot.model.push_context import PushContext
 from pilot.xds.config_dump import build_config_dump, to_json
@@ -203,6 +204,7 @@ class DebugApp:
             {
                 "version": push.version if push is not None else "",
                 "problems": self._problems() + (list(push.errors) if push else []),
+                "ProxyStatus": proxy_status(push).as_json() if push is not None else {},
             },
             request,
         )

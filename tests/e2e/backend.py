@@ -101,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
             key = name.lower()
             headers[key] = f"{headers[key]},{value}" if key in headers else value
         host = headers.get("host", "")
-        backend.record(ReceivedRequest(self.command, self.path, host, headers, body))
+        count = backend.record(ReceivedRequest(self.command, self.path, host, headers, body))
         payload = {
             "name": backend.name,
             "path": self.path,
@@ -110,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
             "host": host,
         }
         data = json.dumps(payload).encode()
-        self.send_response(backend.status)
+        failing = backend.fail_every > 0 and count % backend.fail_every == 0
+        self.send_response(backend.fail_status if failing else backend.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-backend", backend.name)
@@ -127,6 +128,8 @@ class Backend:
     """HTTP/1.1 server answering every request with 200 (or `.status`) and a JSON echo.
 
     Body: {"name", "path", "method", "headers", "host"}; response header `x-backend: NAME`.
+    With `fail_every=N`, every Nth request it receives (N, 2N, ...) is answered with
+    `fail_status` instead.
     """
 
     def __init__(
@@ -138,11 +141,15 @@ class Backend:
         status: int = 200,
         extra_headers: Mapping[str, str] | None = None,
         keep_requests: int = 1000,
+        fail_every: int = 0,
+        fail_status: int = 503,
     ) -> None:
         self.name = name
         self.ip = ip
         self.status = status  # may be changed while running
         self.extra_headers = dict(extra_headers or {})
+        self.fail_every = fail_every  # may be changed while running
+        self.fail_status = fail_status
         self._requested_port = port
         self._lock = threading.Lock()
         self._count = 0
@@ -172,10 +179,12 @@ class Backend:
     def address(self) -> tuple[str, int]:
         return self.ip, self.port
 
-    def record(self, req: ReceivedRequest) -> None:
+    def record(self, req: ReceivedRequest) -> int:
+        """Remember a request; returns how many this backend has received (this one too)."""
         with self._lock:
             self._count += 1
             self._requests.append(req)
+            return self._count
 
     @property
     def request_count(self) -> int:
@@ -300,8 +309,11 @@ class TcpEcho:
 
 def tcp_exchange(ip: str, port: int, payload: bytes = b"ping\n", timeout: float = 2.0) -> str:
     """Connect, read the greeting line, send `payload`, read it back; return the name."""
-    with socket.create_connection((ip, port), timeout=timeout) as sock:
-        reader = sock.makefile("rb")
+    # The reader is closed too, also on a timeout: else its socket outlives the call.
+    with (
+        socket.create_connection((ip, port), timeout=timeout) as sock,
+        sock.makefile("rb") as reader,
+    ):
         greeting = reader.readline()
         if not greeting.endswith(b"\n"):
             raise ConnectionError(f"no greeting from {ip}:{port}: {greeting!r}")

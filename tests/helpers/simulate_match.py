@@ -297,6 +297,10 @@ def route_matches(route: Any, headers: Mapping[str, str]) -> bool:
         return False
     if not all(header_matches(h, headers) for h in match.headers):
         return False
+    # Simulated calls carry no dynamic metadata (e.g. no verified JWT payload): a metadata
+    # matcher never matches, an inverted one always does.
+    if not all(m.invert for m in match.dynamic_metadata):
+        return False
     for q in match.query_parameters:
         value = params.get(q.name)
         if value is None:

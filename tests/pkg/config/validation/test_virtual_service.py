@@ -265,6 +265,27 @@ def test_delegate_virtual_service_cannot_have_gateways() -> None:
             "spec.http[0].route",
             "root HTTP route",
         ),
+        (
+            "- route: [{destination: {host: a}}]\n  mirrors: [{destination: {host: b}, "
+            "percentage: {value: 101}}]",
+            "spec.http[0].mirrors[0].percentage.value",
+            "0..100",
+        ),
+        (
+            "- route: [{destination: {host: a}}]\n  mirrors: [{destination: {host: '*'}}]",
+            "spec.http[0].mirrors[0].destination.host",
+            "invalid",
+        ),
+        (
+            "- match: [{uri: {exact: /a}}]\n  redirect: {prefixRewrite: /b}",
+            "spec.http[0].redirect.prefixRewrite",
+            "prefix match",
+        ),
+        (
+            "- route: [{destination: {host: a}}]\n  corsPolicy: {allowOrigins: [{}]}",
+            "spec.http[0].corsPolicy.allowOrigins[0]",
+            "not a valid match type",
+        ),
     ],
 )
 def test_http_route_rules(route: str, path: str, fragment: str) -> None:
