@@ -4,10 +4,13 @@ Lookup for a proxy in namespace N and a service S (Istio's PushContext.destinati
 1. rules in N (private or exported) — or, for proxies in the root namespace, its local rules;
 2. rules exported from S's namespace to N;
 3. rules exported from the root namespace to N.
-Within each pool the most specific host wins (exact before wildcard). Several rules for one host
-in one pool merge: subsets are concatenated (a duplicate subset name is reported and dropped) and
-the oldest rule's traffic policy wins. Rules with a workloadSelector apply only to the workloads
-they select and are never exported.
+Within each pool the most specific host wins (exact before wildcard), and the first pool with
+rules for that host decides: a rule whose workloadSelector matches the proxy, else the rule
+without selector, else none (a selector rule that does not match does not fall back to the
+service's namespace). Rules for one host in one pool merge when their exportTo is equal (or
+the later one's strictly contains the earlier one's): subsets are concatenated (a duplicate
+subset name is reported and dropped) and the oldest rule's traffic policy wins. Rules with a
+workloadSelector are private to their namespace; rules with different selectors never merge.
 """
 
 from __future__ import annotations
@@ -85,34 +88,51 @@ def _merge_into(
     export_to: frozenset[str],
     problems: list[str],
 ) -> None:
+    """Istio's mergeDestinationRule (with ENABLE_ENHANCED_DESTINATIONRULE_MERGE, its default):
+    a rule merges into an earlier one for the host whose exportTo it equals or strictly
+    contains, unless both select workloads with different selectors; otherwise it stands
+    alone."""
     spec = config.spec
     selector = _selector(spec)
     rules = pool.setdefault(host, [])
+    append = True
     for i, existing in enumerate(rules):
-        same_selector = (existing.selector is None and selector is None) or (
-            existing.selector is not None and selector is not None and existing.selector == selector
-        )
-        if not same_selector or existing.export_to != export_to:
+        if existing.export_to == export_to:
+            append = False
+        elif existing.export_to and export_to > existing.export_to:
+            append = True
+        else:
+            append = True
             continue
-        names = {s.name for s in existing.spec.subsets}
-        subsets = list(existing.spec.subsets)
-        for subset in spec.subsets:
-            if subset.name in names:
-                problems.append(
-                    f"Duplicate subset {subset.name} found while merging destination rules "
-                    f"for {host}"
-                )
-                continue
-            subsets.append(subset)
-        policy = existing.spec.traffic_policy or spec.traffic_policy
-        merged_spec = dataclasses.replace(
-            existing.spec, subsets=tuple(subsets), traffic_policy=policy
-        )
-        rules[i] = dataclasses.replace(
-            existing, spec=merged_spec, sources=(*existing.sources, config.key)
-        )
-        return
-    rules.append(MergedDestinationRule(host, spec, export_to, (config.key,), selector))
+        both_with = existing.selector is not None and selector is not None
+        if both_with and existing.selector != selector:
+            append = True
+            continue
+        if both_with or (existing.selector is None and selector is None):
+            append = False
+        rules[i] = _merged(existing, config, host, problems)
+    if append:
+        rules.append(MergedDestinationRule(host, spec, export_to, (config.key,), selector))
+
+
+def _merged(
+    existing: MergedDestinationRule, config: Config[Any], host: str, problems: list[str]
+) -> MergedDestinationRule:
+    """Subsets concatenated (a duplicate name reported and dropped); the earlier rule's
+    traffic policy, or the later one's when the earlier has none."""
+    spec = config.spec
+    names = {s.name for s in existing.spec.subsets}
+    subsets = list(existing.spec.subsets)
+    for subset in spec.subsets:
+        if subset.name in names:
+            problems.append(
+                f"Duplicate subset {subset.name} found while merging destination rules for {host}"
+            )
+            continue
+        subsets.append(subset)
+    policy = existing.spec.traffic_policy or spec.traffic_policy
+    merged_spec = dataclasses.replace(existing.spec, subsets=tuple(subsets), traffic_policy=policy)
+    return dataclasses.replace(existing, spec=merged_spec, sources=(*existing.sources, config.key))
 
 
 def _freeze(pool: dict[str, list[MergedDestinationRule]]) -> Pool:
@@ -136,6 +156,8 @@ class DestinationRuleIndex:
     root_local: Pool = _EMPTY_POOL
     root_namespace: str = "istio-system"
     problems: tuple[str, ...] = ()
+    # Some rule selects workloads: what a proxy gets then depends on its labels.
+    has_selectors: bool = False
 
     @classmethod
     def build(
@@ -176,7 +198,8 @@ class DestinationRuleIndex:
             exported=MappingProxyType({k: _freeze(v) for k, v in exported.items()}),
             root_local=_freeze(root_local),
             root_namespace=root_namespace,
-            problems=tuple(problems),
+            problems=tuple(dict.fromkeys(problems)),  # one per host, as Istio's metric
+            has_selectors=any(c.spec.workload_selector is not None for c in configs),
         )
 
     def lookup(
@@ -189,16 +212,17 @@ class DestinationRuleIndex:
         """The rule a proxy in `proxy_namespace` applies to traffic for `hostname`."""
         labels = workload_labels or {}
         if proxy_namespace != self.root_namespace:
-            found = _pick(self.namespace_local.get(proxy_namespace), hostname, labels, None)
+            local = self.namespace_local.get(proxy_namespace)
         else:
-            found = _pick(self.root_local, hostname, labels, None)
-        if found is not None:
+            local = self.root_local
+        decided, found = _pick(local, hostname, labels, None)
+        if decided:
             return found
         for owner in (service_namespace, self.root_namespace):
             if not owner:
                 continue
-            found = _pick(self.exported.get(owner), hostname, labels, proxy_namespace)
-            if found is not None:
+            decided, found = _pick(self.exported.get(owner), hostname, labels, proxy_namespace)
+            if decided:
                 return found
         return None
 
@@ -208,17 +232,27 @@ def _pick(
     hostname: str,
     labels: Mapping[str, str],
     client_namespace: str | None,
-) -> MergedDestinationRule | None:
+) -> tuple[bool, MergedDestinationRule | None]:
+    """(decided, rule): the pool's rules for the most specific host match (those exported to
+    `client_namespace`, for an exported pool) decide — a rule whose selector matches the
+    workload, else the last rule without a selector, else none at all (SidecarScope's
+    DestinationRule); (False, None) when the pool has no rule for the host."""
     if pool is None:
-        return None
-    for rule in pool.candidates(hostname):
-        if client_namespace is not None and not (
-            not rule.export_to
-            or EXPORT_PUBLIC in rule.export_to
-            or client_namespace in rule.export_to
-        ):
-            continue
-        if rule.selector is not None and not selector_matches(rule.selector, labels):
-            continue
-        return rule
-    return None
+        return False, None
+    rules = [
+        rule
+        for rule in pool.candidates(hostname)
+        if client_namespace is None
+        or not rule.export_to
+        or EXPORT_PUBLIC in rule.export_to
+        or client_namespace in rule.export_to
+    ]
+    if not rules:
+        return False, None
+    catch_all = None
+    for rule in rules:
+        if rule.selector is None:
+            catch_all = rule
+        elif selector_matches(rule.selector, labels):
+            return True, rule
+    return True, catch_all

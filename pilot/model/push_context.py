@@ -45,6 +45,7 @@ class WorkloadInfo:
     address: str
     labels: Mapping[str, str]
     service_account: str
+    locality: str = ""  # region/zone/subzone of the WorkloadEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +126,9 @@ class PushContext:
             labels = {**dict(we.meta.labels), **dict(spec.labels)}
             workloads.setdefault(
                 (we.namespace, spec.address),
-                WorkloadInfo(we.name, we.namespace, spec.address, labels, spec.service_account),
+                WorkloadInfo(
+                    we.name, we.namespace, spec.address, labels, spec.service_account, spec.locality
+                ),
             )
         return cls(
             version=version or next_version(),
@@ -149,7 +152,7 @@ class PushContext:
             authorization=AuthorizationPolicyIndex.build(
                 configs.get(Kind.AUTHORIZATION_POLICY, ()), mesh.root_namespace
             ),
-            errors=dr_index.problems,
+            errors=dr_index.problems + vs_index.problems,
             created=time.monotonic(),
         )
 

@@ -12,45 +12,36 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
-from envoy.config.core.v3 import address_pb2, protocol_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from pilot.model.destination_rule_index import MergedDestinationRule
-from pilot.model.peer_authentication import MTLSMode
 from pilot.model.proxy import InterceptionMode
 from pilot.model.proxy_view import ProxyView
 from pilot.model.service import Protocol, Resolution, Service, ServicePort
-from pilot.networking import naming
+from pilot.networking import locality, naming
+from pilot.networking.cluster_policy import (
+    apply_connection_pool,
+    apply_outlier_detection,
+    apply_proxy_protocol,
+    default_thresholds,
+    upstream_protocol,
+)
+from pilot.networking.cluster_tls import apply_tls
+from pilot.networking.load_balancer import apply_load_balancer
 from pilot.networking.protos import (
     ads_config_source,
     duration,
     metadata,
     socket_address,
     to_any,
-    uint32,
 )
-from pilot.networking.tls import (
-    ALPN_MESH_H2,
-    ALPN_MESH_HTTP11,
-    ALPN_MESH_TCP,
-    auto_mtls_matches,
-    istio_mutual_upstream,
-    simple_upstream,
-    transport_socket,
-)
-from pilot.networking.traffic_policy import EffectivePolicy, effective_policy
+from pilot.networking.traffic_policy import EffectivePolicy, cluster_policy, mesh_defaults
+from pkg.config.labels import is_subset
 
-_MAX_UINT32 = 0xFFFFFFFF
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-
-_SIMPLE_LB = {
-    "ROUND_ROBIN": cluster_pb2.Cluster.ROUND_ROBIN,
-    "LEAST_REQUEST": cluster_pb2.Cluster.LEAST_REQUEST,
-    "LEAST_CONN": cluster_pb2.Cluster.LEAST_REQUEST,
-    "RANDOM": cluster_pb2.Cluster.RANDOM,
-}
 
 
 def build_clusters(view: ProxyView) -> list[Any]:
@@ -94,13 +85,15 @@ def _service_metadata(svc: Service) -> dict[str, Any]:
 
 
 def build_outbound_clusters(view: ProxyView, svc: Service) -> list[Any]:
+    """One cluster per service port, plus one per DestinationRule subset (each with the
+    top-level policy overlaid by the subset's, resolved for the port)."""
     out: list[Any] = []
     dr = view.push.destination_rule(view.namespace, svc, view.labels)
     for port in svc.ports:
         if port.protocol is Protocol.UDP:
             continue
         base_name = naming.outbound_cluster(port.port, "", svc.hostname)
-        policy = effective_policy(dr.spec.traffic_policy if dr else None, None, port.port)
+        policy = cluster_policy(view.push, dr, "", port.port)
         cluster = _outbound_cluster(view, svc, port, base_name, "", policy, dr)
         if cluster is None:
             continue
@@ -109,7 +102,7 @@ def build_outbound_clusters(view: ProxyView, svc: Service) -> list[Any]:
             continue
         for subset in dr.spec.subsets:
             name = naming.outbound_cluster(port.port, subset.name, svc.hostname)
-            sub_policy = effective_policy(dr.spec.traffic_policy, subset.traffic_policy, port.port)
+            sub_policy = cluster_policy(view.push, dr, subset.name, port.port)
             sub = _outbound_cluster(view, svc, port, name, subset.name, sub_policy, dr)
             if sub is not None:
                 out.append(sub)
@@ -134,7 +127,9 @@ def _outbound_cluster(
         c.eds_cluster_config.service_name = name
         c.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
     elif c.type in (cluster_pb2.Cluster.STRICT_DNS, cluster_pb2.Cluster.LOGICAL_DNS):
-        assignment = _dns_load_assignment(view, svc, port, name)
+        found = dr.subset(subset) if dr is not None and subset else None
+        labels = found.labels if found is not None else None
+        assignment = _dns_load_assignment(view, svc, port, name, labels)
         if assignment is None:
             return None
         c.load_assignment.CopyFrom(assignment)
@@ -148,175 +143,31 @@ def _outbound_cluster(
     if subset:
         istio_meta["subset"] = subset
     c.metadata.CopyFrom(metadata({"istio": istio_meta}))
-    protocol_options = _apply_connection_pool(c, view, policy)
-    protocol_options = _apply_upstream_protocol(view, port, protocol_options, policy)
-    _apply_load_balancer(c, policy)
-    _apply_tls(c, view, svc, port, subset, policy, protocol_options)
-    if protocol_options is not None:
-        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(
-            to_any(_finish_protocol_options(protocol_options))
-        )
+    defaults = mesh_defaults(mesh)
+    options = upstream_protocol(port, view.is_router)
+    options = apply_connection_pool(c, port, defaults, policy, options)
+    options = apply_outlier_detection(c, policy.outlier_detection, options)
+    setting = locality.effective_setting(view, policy)
+    apply_load_balancer(c, policy.load_balancer, setting, policy.outlier_detection is not None)
+    has_selector = dr is not None and dr.selector is not None
+    options = apply_tls(c, view, svc, port, subset, policy.tls, has_selector, options)
+    apply_proxy_protocol(c, policy.proxy_protocol)
+    if options is not None:
+        if options.WhichOneof("upstream_protocol_options") is None:
+            options.explicit_http_config.http_protocol_options.SetInParent()
+        c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(to_any(options))
     return c
 
 
-def _mesh_alpn(port: ServicePort, options: Any | None) -> tuple[str, ...]:
-    if options is not None and options.WhichOneof("upstream_protocol_options") == (
-        "use_downstream_protocol_config"
-    ):
-        return ("istio-http/1.1", "istio-h2", "istio")
-    if port.protocol.is_http2:
-        return ALPN_MESH_H2
-    if port.protocol.is_http:
-        return ALPN_MESH_HTTP11
-    return ALPN_MESH_TCP
-
-
-def _apply_tls(
-    c: Any,
-    view: ProxyView,
-    svc: Service,
-    port: ServicePort,
-    subset: str,
-    policy: EffectivePolicy,
-    options: Any | None,
-) -> None:
-    """DestinationRule TLS, else Istio's auto mTLS (not towards a namespace whose
-    PeerAuthentication disables mTLS). A proxy without an identity (plaintext xDS) has no
-    certificate to present, so it gets no mesh mTLS at all."""
-    tls = policy.tls
-    has_identity = view.proxy.identity is not None
-    sni = naming.dns_srv_subset_key(port.port, subset, svc.hostname)
-    if tls is not None:
-        mode = str(tls.mode)
-        if mode == "ISTIO_MUTUAL" and has_identity:
-            sans = tuple(tls.subject_alt_names) or svc.service_accounts
-            context = istio_mutual_upstream(tls.sni or sni, sans, _mesh_alpn(port, options))
-            c.transport_socket.CopyFrom(transport_socket(context))
-        elif mode in ("SIMPLE", "MUTUAL"):
-            sans = tuple(tls.subject_alt_names) or svc.service_accounts
-            alpn = ("h2",) if port.protocol.is_http2 else ()
-            host_sni = "" if svc.hostname.startswith("*") else svc.hostname
-            context = simple_upstream(
-                tls.sni or host_sni,
-                sans,
-                _credential(tls.credential_name),
-                mode == "MUTUAL",
-                alpn,
-                bool(tls.insecure_skip_verify),
-            )
-            c.transport_socket.CopyFrom(transport_socket(context))
-        return
-    mesh = view.push.mesh
-    if (
-        not has_identity
-        or not mesh.enable_auto_mtls
-        or svc.mesh_external
-        or c.type == cluster_pb2.Cluster.ORIGINAL_DST
-        or view.push.peer_authentication.namespace_mode(svc.namespace) is MTLSMode.DISABLE
-    ):
-        return
-    context = istio_mutual_upstream(sni, svc.service_accounts, _mesh_alpn(port, options))
-    c.transport_socket_matches.extend(auto_mtls_matches(context))
-
-
-def _credential(name: str) -> str:
-    """credentialName → SDS resource name (`kubernetes://name`), as Istio normalizes it."""
-    if not name or "://" in name:
-        return name
-    return f"kubernetes://{name}"
-
-
-def _default_thresholds() -> Any:
-    return circuit_breaker_pb2.CircuitBreakers.Thresholds(
-        max_connections=uint32(_MAX_UINT32),
-        max_pending_requests=uint32(_MAX_UINT32),
-        max_requests=uint32(_MAX_UINT32),
-        max_retries=uint32(_MAX_UINT32),
-        track_remaining=True,
-    )
-
-
-def _apply_connection_pool(c: Any, view: ProxyView, policy: EffectivePolicy) -> Any | None:
-    """Circuit breakers and connection settings; returns HttpProtocolOptions when needed."""
-    threshold = _default_thresholds()
-    pool = policy.connection_pool
-    options = None
-    if pool is not None:
-        http = pool.http
-        tcp = pool.tcp
-        if http is not None:
-            if http.http2_max_requests > 0:
-                threshold.max_requests.value = http.http2_max_requests
-            if http.http1_max_pending_requests > 0:
-                threshold.max_pending_requests.value = http.http1_max_pending_requests
-            if http.max_retries > 0:
-                threshold.max_retries.value = http.max_retries
-            common = protocol_pb2.HttpProtocolOptions()
-            touched = False
-            if http.idle_timeout is not None:
-                common.idle_timeout.CopyFrom(duration(http.idle_timeout))
-                touched = True
-            if http.max_requests_per_connection > 0:
-                common.max_requests_per_connection.value = http.max_requests_per_connection
-                touched = True
-            if touched:
-                options = http_protocol_options_pb2.HttpProtocolOptions()
-                options.common_http_protocol_options.CopyFrom(common)
-        if tcp is not None:
-            if tcp.connect_timeout is not None:
-                c.connect_timeout.CopyFrom(duration(tcp.connect_timeout))
-            if tcp.max_connections > 0:
-                threshold.max_connections.value = tcp.max_connections
-    c.circuit_breakers.thresholds.append(threshold)
-    return options
-
-
-def _apply_upstream_protocol(
-    view: ProxyView, port: ServicePort, options: Any | None, policy: EffectivePolicy
-) -> Any | None:
-    """HTTP/2 for HTTP2/gRPC ports; for sniffed ports on sidecars, the downstream protocol
-    (HTTP/1.1 in, HTTP/1.1 out; h2 in, h2 out), as Istio does. `useClientProtocol` forces that."""
-    use_client = bool(
-        policy.connection_pool is not None
-        and policy.connection_pool.http is not None
-        and policy.connection_pool.http.use_client_protocol
-    )
-    if port.protocol.is_http2 and not use_client:
-        options = options or http_protocol_options_pb2.HttpProtocolOptions()
-        options.explicit_http_config.http2_protocol_options.SetInParent()
-    elif use_client or (port.protocol.is_unsupported and not view.is_router):
-        options = options or http_protocol_options_pb2.HttpProtocolOptions()
-        options.use_downstream_protocol_config.http_protocol_options.SetInParent()
-        options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
-    return options
-
-
-def _finish_protocol_options(options: Any) -> Any:
-    if options.WhichOneof("upstream_protocol_options") is None:
-        options.explicit_http_config.http_protocol_options.SetInParent()
-    return options
-
-
-def _apply_load_balancer(c: Any, policy: EffectivePolicy) -> None:
-    if c.type == cluster_pb2.Cluster.ORIGINAL_DST:
-        c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
-        return
-    lb = policy.load_balancer
-    simple = str(lb.simple) if lb is not None and lb.simple is not None else ""
-    if simple == "PASSTHROUGH":
-        c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
-        c.type = cluster_pb2.Cluster.ORIGINAL_DST
-        c.ClearField("load_assignment")
-        c.ClearField("eds_cluster_config")
-        return
-    c.lb_policy = _SIMPLE_LB.get(simple, cluster_pb2.Cluster.LEAST_REQUEST)
-
-
-def _dns_load_assignment(view: ProxyView, svc: Service, port: ServicePort, name: str) -> Any:
+def _dns_load_assignment(
+    view: ProxyView, svc: Service, port: ServicePort, name: str, subset_labels: Any = None
+) -> Any:
+    """The inline assignment of a DNS cluster (a subset's: its endpoints only, as Istio)."""
     endpoints = [
         ep
         for ep in view.push.service_endpoints(svc)
-        if ep.service_port_name == port.name or ep.service_port == port.port
+        if (ep.service_port_name == port.name or ep.service_port == port.port)
+        and (subset_labels is None or is_subset(subset_labels, ep.labels))
     ]
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     locality = cla.endpoints.add()
@@ -359,7 +210,11 @@ def passthrough_cluster(view: ProxyView, name: str = naming.PASSTHROUGH_CLUSTER)
     options.use_downstream_protocol_config.http_protocol_options.SetInParent()
     options.use_downstream_protocol_config.http2_protocol_options.SetInParent()
     c.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].CopyFrom(to_any(options))
-    c.circuit_breakers.thresholds.append(_default_thresholds())
+    # Mesh baselines: defaultTrafficPolicy's connectionPool caps ALLOW_ANY egress, and the
+    # mesh tcpKeepalive applies (Istio's buildDefaultPassthroughCluster).
+    defaults = mesh_defaults(view.push.mesh)
+    pool = EffectivePolicy(connection_pool=defaults.connection_pool)
+    apply_connection_pool(c, None, defaults, pool, None)
     return c
 
 
@@ -436,7 +291,7 @@ def _inbound_cluster(
         c.upstream_bind_config.source_address.CopyFrom(
             address_pb2.SocketAddress(address=naming.INBOUND_PASSTHROUGH_BIND_IPV4, port_value=0)
         )
-    c.circuit_breakers.thresholds.append(_default_thresholds())
+    c.circuit_breakers.thresholds.append(default_thresholds())
     if protocol.is_http2:
         options = http_protocol_options_pb2.HttpProtocolOptions()
         options.explicit_http_config.http2_protocol_options.SetInParent()

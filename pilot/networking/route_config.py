@@ -4,12 +4,15 @@ Sidecar outbound (Istio's BuildSidecarOutboundVirtualHosts): for the egress list
 port, each VirtualService that has routes for the port makes virtual hosts for the services it
 names (grouped by their HTTP ports) and for hosts outside the registry; services without a
 VirtualService get a default route to `outbound|port||host`. The first virtual host to claim a
-name or domain keeps it (later duplicates are reported). A catch-all `allow_any` (to
+name or domain keeps it: several VirtualServices for one host are not merged on sidecars, the
+oldest wins and the others are reported as `pilot_vservice_dup_domain` in the push status, as
+Istio does. A catch-all `allow_any` (to
 PassthroughCluster) or `block_all` (502) virtual host comes last.
 
 Gateway (buildGatewayHTTPRouteConfig): for every server of the route, the VirtualServices bound
 to its gateway whose hosts intersect the server's hosts contribute their routes to one virtual
-host per intersecting host. A server with `tls.httpsRedirect` marks the virtual hosts of all its
+host per intersecting host: several VirtualServices for one host are merged (oldest first,
+catch-all routes last). A server with `tls.httpsRedirect` marks the virtual hosts of all its
 hosts `require_tls: ALL` (Envoy answers plain-text requests with a 301 to https), adding one
 without routes for a host no VirtualService serves.
 """
@@ -25,11 +28,13 @@ from envoy.config.route.v3 import route_components_pb2 as route_pb2
 from envoy.config.route.v3 import route_pb2 as route_config_pb2
 from google.protobuf import wrappers_pb2
 
+from pilot.model.proxy_status import DUPLICATED_DOMAINS, proxy_status
 from pilot.model.proxy_view import ProxyView
 from pilot.model.service import Service
 from pilot.model.sidecar_scope import EgressListener
 from pilot.model.virtual_service_index import MESH_GATEWAY, BoundVirtualService
 from pilot.networking import naming
+from pilot.networking.hash_policy import add_destination_hashes, add_service_hash
 from pilot.networking.protos import duration
 from pilot.networking.route_action import default_retry_policy, translate_route
 from pilot.networking.route_match import is_catch_all
@@ -55,6 +60,7 @@ def build_http_routes(
     listen_port: int,
     gateway_names: Iterable[str],
     lookup: Mapping[str, Service | None] | None = None,
+    is_tls: bool = False,
 ) -> list[Any]:
     """BuildHTTPRoutesForVirtualService: one route per (http route x match), stopping at a
     catch-all."""
@@ -81,9 +87,11 @@ def build_http_routes(
                 proxy_labels=view.labels,
                 proxy_namespace=view.namespace,
                 gateway_names=gateways,
+                is_tls=is_tls,
             )
             if route is None:
                 continue
+            add_destination_hashes(view, vs.namespace, http, route, find)  # DR consistentHash
             out.append(route)
             if match is None or is_catch_all(route.match):
                 stop = True
@@ -179,7 +187,12 @@ def _wrappers_for_sidecar(
             cluster = naming.outbound_cluster(port.port, "", svc.hostname)
             operation = f"{svc.hostname}:{port.port}/*"
             wrappers.append(
-                _VHostWrapper(port.port, [svc], [], [_default_route(cluster, operation)])
+                _VHostWrapper(
+                    port.port,
+                    [svc],
+                    [],
+                    [add_service_hash(view, svc, port.port, _default_route(cluster, operation))],
+                )
             )
     return wrappers
 
@@ -233,18 +246,22 @@ def build_sidecar_route_config(view: ProxyView, name: str) -> Any | None:
     for wrapper in wrappers:
         if wrapper.port != listen_port or not wrapper.routes:
             continue
-        candidates: list[tuple[str, list[str]]] = []
+        candidates: list[tuple[str, list[str], str]] = []
         for h in wrapper.vs_hosts:
-            candidates.append((h, [h]))
+            candidates.append((h, [h], "virtual service"))
         for svc in wrapper.services:
-            candidates.append((svc.hostname, _service_domains(view, svc)))
-        for host, domains in candidates:
+            candidates.append((svc.hostname, _service_domains(view, svc), "service"))
+        for host, domains, source in candidates:
             vhost_name = naming.virtual_host_name(host, wrapper.port)
+            problem = f"duplicate domain from {source}: {vhost_name}"
             if vhost_name in names:
-                log.debug("duplicate virtual host %s for proxy %s", vhost_name, view.proxy.id)
+                _report_duplicate(view, vhost_name, problem)
                 continue
             names.add(vhost_name)
-            unique = [d for d in dict.fromkeys(domains) if d not in domains_seen]
+            all_domains = list(dict.fromkeys(domains))
+            unique = [d for d in all_domains if d not in domains_seen]
+            if len(unique) != len(all_domains):
+                _report_duplicate(view, vhost_name, problem)
             if not unique:
                 continue
             domains_seen.update(unique)
@@ -259,6 +276,11 @@ def build_sidecar_route_config(view: ProxyView, name: str) -> Any | None:
     if not sniffed_host:
         vhosts.append(_catch_all_vhost(view))
     return _route_configuration(name, vhosts)
+
+
+def _report_duplicate(view: ProxyView, vhost_name: str, message: str) -> None:
+    log.debug("%s (proxy %s)", message, view.proxy.id)
+    proxy_status(view.push).add(DUPLICATED_DOMAINS, vhost_name, view.proxy.id, message)
 
 
 def _server_hosts_for_namespace(hosts: Iterable[str], namespace: str) -> list[str]:
@@ -297,7 +319,8 @@ def build_gateway_route_config(view: ProxyView, name: str) -> Any:
     for entry in servers:
         port = int(entry.server.port.number)
         gateway = entry.gateway_name
-        redirect = entry.server.tls is not None and bool(entry.server.tls.https_redirect)
+        is_tls = entry.server.tls is not None
+        redirect = is_tls and bool(entry.server.tls.https_redirect)
         for vs in view.push.virtual_services.for_gateway(view.namespace, gateway):
             server_hosts = _server_hosts_for_namespace(entry.hosts, vs.namespace)
             hosts = _intersection(server_hosts, vs.hosts)
@@ -306,7 +329,7 @@ def build_gateway_route_config(view: ProxyView, name: str) -> Any:
             key = (gateway, vs.namespace, vs.name)
             routes = routes_cache.get(key)
             if routes is None:
-                routes = build_http_routes(view, vs, port, (gateway,))
+                routes = build_http_routes(view, vs, port, (gateway,), is_tls=is_tls)
                 routes_cache[key] = routes
             if not routes:
                 continue

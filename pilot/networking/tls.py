@@ -63,7 +63,7 @@ def _exact_uris(uris: Sequence[str]) -> list[Any]:
     ]
 
 
-def _exact_sans(names: Sequence[str]) -> list[Any]:
+def san_matchers(names: Sequence[str]) -> list[Any]:
     """SPIFFE ids match URI SANs; any other name matches DNS SANs."""
     return [
         common_pb2.SubjectAltNameMatcher(
@@ -98,35 +98,6 @@ def istio_mutual_upstream(sni: str, subject_alt_names: Sequence[str], alpn: Sequ
 
 # Where Envoy finds the system's CA bundle (Istio's agent serves it as `file-root:system`).
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-def simple_upstream(
-    sni: str,
-    subject_alt_names: Sequence[str],
-    credential: str,
-    mutual: bool,
-    alpn: Sequence[str],
-    insecure_skip_verify: bool = False,
-) -> Any:
-    """UpstreamTlsContext for DestinationRule SIMPLE/MUTUAL: certificates from a credentialName
-    secret, or, without one, the server verified against the system's CA bundle."""
-    common = tls_pb2.CommonTlsContext(tls_params=_tls_params(), alpn_protocols=list(alpn))
-    if not credential:
-        if not insecure_skip_verify:
-            validation = common.validation_context
-            validation.trusted_ca.filename = SYSTEM_CA_BUNDLE
-            validation.match_typed_subject_alt_names.extend(_exact_sans(subject_alt_names))
-    else:
-        if mutual:
-            common.tls_certificate_sds_secret_configs.append(sds_secret_config(credential))
-        combined = common.combined_validation_context
-        combined.default_validation_context.match_typed_subject_alt_names.extend(
-            _exact_sans(subject_alt_names)
-        )
-        combined.validation_context_sds_secret_config.CopyFrom(
-            sds_secret_config(f"{credential}{CA_SUFFIX}")
-        )
-    return tls_pb2.UpstreamTlsContext(common_tls_context=common, sni=sni)
 
 
 CA_SUFFIX = "-cacert"

@@ -5,6 +5,10 @@ bootstrap that makes Envoy load every one of them the way it would over ADS: lis
 their route configurations inlined (in place of `rds`), EDS clusters turned STATIC with their
 ClusterLoadAssignment as `load_assignment`, SDS references pointed at static secrets holding a
 throwaway certificate (validate mode cannot fetch secrets), everything else as generated.
+A proxyless gRPC client's ApiListeners become ordinary listeners on distinct loopback ports
+whose one filter chain holds the ApiListener's HTTP connection manager (Envoy's server build
+has no API-listener extension; gRPC's own acceptance is what the e2e tests check): Envoy still
+validates their HTTP filters, routes and clusters.
 Envoy's validate mode runs the full config parsing and checks (proto constraints, unknown
 extensions, duplicate virtual host domains, overlapping filter chain matches, bad regexes)
 without binding ports or connecting anywhere: exit 0 means Envoy would ACK.
@@ -35,6 +39,21 @@ from tests.helpers.xds import HCM_TYPE, XdsResources, eds_service_name
 
 ADS_CLUSTER = "xds-grpc"
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def _from_api_listener(listener: Any, index: int) -> Any:
+    """An ApiListener as an ordinary listener Envoy can load (see the module docstring)."""
+    out = type(listener)()
+    out.CopyFrom(listener)
+    hcm = hcm_pb2.HttpConnectionManager()
+    listener.api_listener.api_listener.Unpack(hcm)
+    hcm.stat_prefix = hcm.stat_prefix or f"grpc_{index}"
+    out.ClearField("api_listener")
+    out.address.socket_address.address = "127.0.0.1"
+    out.address.socket_address.port_value = 20000 + index
+    chain = out.filter_chains.add(name=listener.name)
+    chain.filters.add(name="envoy.filters.network.http_connection_manager").typed_config.Pack(hcm)
+    return out
 
 
 def _inline_routes(listener: Any, resources: XdsResources) -> Any:
@@ -104,6 +123,33 @@ def _throwaway_cert() -> tuple[str, str]:
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
 
 
+_FILE_SOURCES = ("certificateChain", "privateKey", "trustedCa", "crl")
+
+
+@functools.cache
+def _throwaway_files() -> dict[str, str]:
+    """PEM contents standing in for certificate files named in TLS contexts."""
+    cert_pem, key_pem = _throwaway_cert()
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    now = datetime.datetime.now(datetime.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(cert.subject)
+        .last_update(now - datetime.timedelta(minutes=5))
+        .next_update(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    crl_pem = crl.public_bytes(serialization.Encoding.PEM).decode()
+    return {
+        "certificateChain": cert_pem,
+        "privateKey": key_pem,
+        "trustedCa": cert_pem,
+        "crl": crl_pem,
+    }
+
+
 def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
     """Turn SDS references into references to static secrets (validate mode has no ADS to
     fetch them from): drop `sdsConfig` and remember which names need which kind of secret."""
@@ -114,7 +160,11 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
     if not isinstance(node, dict):
         return
     for key, value in node.items():
-        if key == "tlsCertificateSdsSecretConfigs":
+        if key in _FILE_SOURCES and isinstance(value, dict) and "filename" in value:
+            # A DestinationRule's certificate files exist on the proxy's machine, not here.
+            value.pop("filename")
+            value["inlineString"] = _throwaway_files()[key]
+        elif key == "tlsCertificateSdsSecretConfigs":
             for ref in value:
                 ref.pop("sdsConfig", None)
                 certs.add(ref["name"])
@@ -146,7 +196,12 @@ def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
 
 def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
     proxy = resources.view.proxy
-    listeners = [_inline_routes(lst, resources) for lst in resources.listeners.values()]
+    listeners = [
+        _inline_routes(
+            _from_api_listener(lst, i) if lst.HasField("api_listener") else lst, resources
+        )
+        for i, lst in enumerate(resources.listeners.values())
+    ]
     clusters = [_static_cluster(c, resources) for c in resources.clusters.values()]
     ads = {
         "name": ADS_CLUSTER,

@@ -7,7 +7,7 @@ from functools import partial
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.networking import naming
-from pilot.networking.endpoint import build_load_assignment
+from pilot.networking.endpoint import assignment_cache_key, build_load_assignment
 from pilot.xds.generators.base import affected_by
 from pilot.xds.wire import BuiltResource
 from pkg.config.model import Kind
@@ -53,6 +53,7 @@ class EdsGenerator:
                 name,
                 (svc.hostname, svc.namespace, svc.ports) if svc is not None else None,
                 subset_key,
+                assignment_cache_key(view, name),
             )
             out.append(push.memo(memo_key, partial(_assignment, view, name)))
         return out

@@ -74,6 +74,8 @@ def _pack(name: str, config: Any) -> BuiltResource | None:
 
 
 def _uses_labels(view: ProxyView) -> bool:
+    if view.push.destination_rules.has_selectors:  # consistentHash of a selected rule
+        return True
     for egress in view.scope.egress:
         for vs in egress.virtual_services:
             for http in vs.spec.http:

@@ -176,7 +176,8 @@ class TCPSettings:
     connect_timeout: Duration | None = None
     tcp_keepalive: TcpKeepalive | None = None
     max_connection_duration: Duration | None = None
-    idle_timeout: Duration | None = None
+    # No CRD rule: 0s (no idle timeout) is valid; the webhook checks other values.
+    idle_timeout: Duration | None = field(default=None, metadata=schema(fmt="any-duration"))
 
 
 class H2UpgradePolicy(StrEnum):

@@ -12,12 +12,11 @@ from pkg.config.specs.destination_rule import (
     DestinationRule,
     H2UpgradePolicy,
     LoadBalancerSettings,
-    LocalityLoadBalancerSetting,
     OutlierDetection,
     PortTrafficPolicy,
     TrafficPolicy,
-    ZoneAwareLoadBalancerSetting,
 )
+from pkg.config.validation.locality import check_locality_lb, check_zone_aware_lb
 from pkg.config.validation.names import (
     check_fqdn,
     check_ip,
@@ -28,12 +27,6 @@ from pkg.config.validation.names import (
 )
 from pkg.config.validation.policy import check_export_to, check_selector
 from pkg.config.validation.report import Report
-
-_TOPOLOGY_LABELS = (
-    "topology.kubernetes.io/region",
-    "topology.kubernetes.io/zone",
-    "topology.istio.io/subzone",
-)
 
 
 def validate_destination_rule(rule: DestinationRule, report: Report) -> None:
@@ -175,8 +168,21 @@ def check_connection_pool(
                 )
             if keepalive.timeout is None:
                 report.error(f"{at}.http2KeepAlive.timeout", "http2 keepalive timeout is required")
-    if settings.tcp is not None and settings.tcp.max_connections < 0:
-        report.error(f"{path}.tcp.maxConnections", "max connections must be non-negative")
+    if (tcp := settings.tcp) is not None:
+        if tcp.max_connections < 0:
+            report.error(f"{path}.tcp.maxConnections", "max connections must be non-negative")
+        idle = tcp.idle_timeout
+        if idle is not None and idle.total_nanoseconds() != 0:
+            report.error(f"{path}.tcp.idleTimeout", _check_duration(idle.total_nanoseconds()))
+
+
+def _check_duration(nanos: int) -> str | None:
+    """Istio's ValidateDuration (for the durations no CRD rule covers)."""
+    if nanos < 1_000_000:
+        return "duration must be greater than 1ms"
+    if nanos % 1_000_000:
+        return "only durations to ms precision are supported"
+    return None
 
 
 def _check_load_balancer(
@@ -223,8 +229,8 @@ def _check_load_balancer(
                 )
     if settings.locality_lb_setting is not None and settings.zone_aware_lb_setting is not None:
         report.error(path, "only one of localityLbSetting and zoneAwareLbSetting can be set")
-    _check_locality_lb(report, settings.locality_lb_setting, outlier, f"{path}.localityLbSetting")
-    _check_zone_aware_lb(
+    check_locality_lb(report, settings.locality_lb_setting, outlier, f"{path}.localityLbSetting")
+    check_zone_aware_lb(
         report, settings.zone_aware_lb_setting, outlier, f"{path}.zoneAwareLbSetting"
     )
     if (warmup := settings.warmup) is not None:
@@ -244,103 +250,6 @@ def _is_prime(value: int) -> bool:
     if value % 2 == 0:
         return False
     return all(value % factor for factor in range(3, math.isqrt(value) + 1, 2))
-
-
-def _check_locality_lb(
-    report: Report,
-    lb: LocalityLoadBalancerSetting | None,
-    outlier: OutlierDetection | None,
-    path: str,
-) -> None:
-    if lb is None:
-        return
-    if lb.distribute and lb.failover:
-        report.error(path, "can not simultaneously specify 'distribute' and 'failover'")
-        return
-    if lb.failover:
-        for label in lb.failover_priority:
-            if label in _TOPOLOGY_LABELS:
-                report.error(
-                    f"{path}.failoverPriority",
-                    f"can not simultaneously set 'failover' and topology label '{label}' in "
-                    "'failover_priority'",
-                )
-                return
-    for index, distribute in enumerate(lb.distribute):
-        at = f"{path}.distribute[{index}]"
-        for weight in distribute.to.values():
-            if not 0 < weight <= 100:
-                report.error(f"{at}.to", "locality weight must be in range [1, 100]")
-                return
-        total = sum(distribute.to.values())
-        if total != 100:
-            report.error(f"{at}.to", f"total locality weight {total} != 100")
-            return
-        report.error(f"{at}.to", _check_localities(list(distribute.to)))
-    report.error(f"{path}.distribute", _check_localities([d.from_ for d in lb.distribute]))
-    if (lb.failover or lb.failover_priority) and outlier is None:
-        report.warn(path, "outlier detection policy must be provided for failover")
-    for index, failover in enumerate(lb.failover):
-        _check_failover(
-            report, failover.from_, failover.to, f"{path}.failover[{index}]", "locality lb"
-        )
-
-
-def _check_zone_aware_lb(
-    report: Report,
-    lb: ZoneAwareLoadBalancerSetting | None,
-    outlier: OutlierDetection | None,
-    path: str,
-) -> None:
-    if lb is None:
-        return
-    for index, label in enumerate(lb.failover_priority):
-        if label in _TOPOLOGY_LABELS:
-            report.error(
-                f"{path}.failoverPriority[{index}]",
-                f"'failover_priority' for zone aware lb must not use topology label '{label}'; "
-                "region- and zone-level routing are handled automatically",
-            )
-    if (lb.failover or lb.failover_priority) and outlier is None:
-        report.warn(path, "outlier detection policy must be provided for failover")
-    for index, failover in enumerate(lb.failover):
-        _check_failover(
-            report, failover.from_, failover.to, f"{path}.failover[{index}]", "zone aware lb"
-        )
-
-
-def _check_failover(report: Report, source: str, target: str, path: str, what: str) -> None:
-    if source == target:
-        report.error(path, f"{what} failover settings must specify different regions")
-    if "/" in source or "/" in target:
-        report.error(path, f"{what} failover only specify region")
-    if "*" in source or "*" in target:
-        report.error(path, f"{what} failover region should not contain '*' wildcard")
-
-
-def _check_localities(localities: Sequence[str]) -> str | None:
-    """Localities (`region[/zone[/subzone]]`, optionally ending in `*`) must not overlap."""
-    taken: list[tuple[str, ...]] = []
-    for locality in localities:
-        stars = locality.count("*")
-        if stars and (stars > 1 or not locality.endswith("*")):
-            return (
-                f"locality {locality} wildcard '*' number can not exceed 1 and must be in the end"
-            )
-        parts = tuple(locality.split("/", 2))
-        if any(part == "" for part in parts):
-            return f"locality {locality} must not contain empty region/zone/subzone info"
-        for other in taken:
-            if other == ("*",) or _overlaps(parts, other):
-                return f"locality {locality} overlap with previous specified ones"
-        taken.append(parts)
-    return None
-
-
-def _overlaps(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Two localities overlap when one is a prefix of the other (a shorter one covers more)."""
-    shortest = min(len(a), len(b))
-    return a[:shortest] == b[:shortest]
 
 
 def check_client_tls(report: Report, tls: ClientTLSSettings | None, path: str) -> None:

@@ -135,6 +135,34 @@ exportTo: ["*"]
             "greater than 1ms",
         ),
         (
+            "host: a\ntrafficPolicy: {connectionPool: {tcp: {idleTimeout: 500us}}}",
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+            "greater than 1ms",
+        ),
+        (
+            "host: a\ntrafficPolicy: {connectionPool: {tcp: {idleTimeout: 1500us}}}",
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
+            "ms precision",
+        ),
+        (
+            "host: a\ntrafficPolicy: {loadBalancer: {warmup: {minimumPercent: 10}}}",
+            "spec.trafficPolicy.loadBalancer.warmup.duration",
+            "Required value",
+        ),
+        (
+            "host: a\ntrafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: "
+            "'us/*', to: {'us/*': 100}}, {from: us/zone-a, to: {'us/*': 100}}]}}}",
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute",
+            "overlap with previous specified ones",
+        ),
+        (
+            "host: a\ntrafficPolicy: {outlierDetection: {}, loadBalancer: {localityLbSetting: "
+            "{failover: [{from: us, to: eu}], failoverPriority: "
+            "[topology.kubernetes.io/region]}}}",
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority",
+            "can not simultaneously set 'failover'",
+        ),
+        (
             "host: a\ntrafficPolicy: {outlierDetection: {consecutiveLocalOriginFailures: 3}}",
             "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures",
             "split external local origin errors",
@@ -219,3 +247,10 @@ def test_failover_without_outlier_detection_is_a_warning() -> None:
             "outlier detection policy must be provided for failover",
         )
     ]
+
+
+def test_tcp_idle_timeout_zero_disables_it() -> None:
+    # No CRD rule on tcp.idleTimeout: 0s is valid (Istio's webhook skips it), unlike the
+    # other durations.
+    config = assert_valid(dr("host: a\ntrafficPolicy: {connectionPool: {tcp: {idleTimeout: 0s}}}"))
+    assert config.spec.traffic_policy.connection_pool.tcp.idle_timeout.total_nanoseconds() == 0
