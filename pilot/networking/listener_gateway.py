@@ -1,22 +1,29 @@
 """LDS for routers: one listener per Gateway server port (and bind), as Istio's
-buildGatewayListeners.
+buildGatewayListeners (pilot/pkg/networking/core/gateway.go).
 
 - Plain-text HTTP servers on a port share one filter chain whose HTTP connection manager
   fetches the route configuration `http.<port>[.<bind>]`.
 - HTTPS servers that terminate TLS (SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL) get one
   filter chain each, matched on SNI (the server's hosts, none for `*`), with the server's
-  DownstreamTlsContext (`tls.gateway_server_downstream`) and a connection manager fetching the
-  server's own route configuration `https.<number>.<portName>.<gateway>.<namespace>[.<bind>]`.
-  The listener then gets a TLS inspector to read SNI and ALPN.
+  DownstreamTlsContext and a connection manager fetching the server's own route configuration
+  `https.<number>.<portName>.<gateway>.<namespace>[.<bind>]`.
+- TCP servers (no TLS) and TLS-protocol servers terminating TLS forward with tcp_proxy to the
+  destinations of the first `tcp` route of a VirtualService bound to the gateway whose hosts
+  meet the server's (`gateway_tcp`); a terminating one matches its hosts by SNI.
+- PASSTHROUGH servers (HTTPS or TLS) do not terminate: each `tls` route match of a bound
+  VirtualService becomes a chain matched on the match's `sniHosts`, forwarding the still
+  encrypted bytes to its destinations; AUTO_PASSTHROUGH servers forward SNI
+  `outbound_.<port>_.<subset>_.<host>` of mesh services to the cluster of that name.
+A listener with SNI chains (or a TLS context offering ALPN) gets a TLS inspector.
 
 Every gateway connection manager uses the remote address (`use_remote_address`) and sanitizes
 then sets the `x-forwarded-client-cert` header from the client certificate (Istio's gateway
 default, SANITIZE_SET); every chain bounds the transport handshake (Istio's
-PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT, 15 s).
+PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT, 15 s). Gateways enforce authorization on all
+their chains (AUTO_PASSTHROUGH ones excepted, as in Istio).
 
 A terminating server without a usable certificate source is skipped with the reason in the log
-(Istio's validation rejects it; generation never fails). TLS passthrough, TLS-protocol and TCP
-servers are not generated yet: they are skipped with a reason rather than half-configured.
+(Istio's validation rejects it; generation never fails).
 """
 
 from __future__ import annotations
@@ -25,25 +32,19 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
 from pilot.model.gateway import GatewayServer, ServerPort
 from pilot.model.proxy_view import ProxyView
-from pilot.model.service import Protocol
 from pilot.networking import naming
 from pilot.networking.filters import hcm_filter, http_connection_manager, tls_inspector_filter
+from pilot.networking.gateway_tcp import ChainOpts, tcp_server_chains
 from pilot.networking.listener_common import OUTBOUND, new_listener, wildcard_bind
 from pilot.networking.policy_filters import inbound_http_filters
 from pilot.networking.protos import duration
-from pilot.networking.tls import (
-    TERMINATING_MODES,
-    gateway_certificate_problem,
-    gateway_server_downstream,
-    transport_socket,
-)
+from pilot.networking.tls import ALPN_HTTP, gateway_certificate_problem, gateway_server_downstream
 
 log = logging.getLogger(__name__)
 
@@ -55,70 +56,53 @@ def build_gateway_listeners(view: ProxyView) -> list[Any]:
     merged = view.gateway
     if merged is None:
         return []
-    listeners: dict[str, Any] = {}
+    chains_by_listener: dict[str, list[ChainOpts]] = {}
+    addresses: dict[str, tuple[str, int]] = {}
+    # listener port → SNI host → bind, over every passthrough route (Istio's tlsHostsByPort)
+    tls_hosts: dict[int, dict[str, str]] = {}
     for server_port in merged.ports:
         bind = server_port.bind or wildcard_bind(view)
         name = naming.listener_name(bind, server_port.port)
-        chains = _filter_chains(view, name, server_port, merged.servers[server_port])
-        if not chains:
-            continue
-        listener = listeners.get(name)
-        if listener is None:
-            # HTTPS and TLS servers on one port are separate server ports sharing a listener.
-            listener = new_listener(name, bind, server_port.port, OUTBOUND)
-            listeners[name] = listener
-        for chain in chains:
-            _add_chain(listener, chain)
+        servers = merged.servers[server_port]
+        if server_port.protocol.is_http:
+            route = merged.route_names.get(server_port) or servers[0].route_name
+            chains = [_http_chain(view, name, route)]
+        else:
+            chains = []
+            for entry in servers:
+                if entry.terminates_https:
+                    chain = _https_chain(view, name, entry)
+                    if chain is not None:
+                        chains.append(chain)
+                else:
+                    chains.extend(tcp_server_chains(view, entry, tls_hosts))
+        if chains:
+            chains_by_listener.setdefault(name, []).extend(chains)
+            addresses.setdefault(name, (bind, server_port.port))
     out = []
-    for listener in listeners.values():
-        if any(_needs_tls_inspector(c) for c in listener.filter_chains):
-            listener.listener_filters.append(tls_inspector_filter())
-        out.append(listener)
+    for name, chains in chains_by_listener.items():
+        bind, port = addresses[name]
+        out.append(_listener(name, bind, port, chains))
     return out
 
 
-def _filter_chains(
-    view: ProxyView, listener_name: str, server_port: ServerPort, servers: Sequence[GatewayServer]
-) -> list[Any]:
-    chains: list[Any] = []
-    for entry in servers:
-        if entry.protocol.is_http and not entry.is_tls:
-            if any(c.name == naming.gateway_chain_name(entry.route_name) for c in chains):
-                continue  # HTTP servers of one port share the chain of `http.<port>`
-            chains.append(_http_chain(view, listener_name, entry))
-        elif _terminates_https(entry):
-            chain = _https_chain(view, listener_name, entry)
-            if chain is not None:
-                chains.append(chain)
-        else:
-            log.info(
-                "gateway %s server %s (%s) on port %d is not generated yet",
-                entry.gateway_name,
-                entry.server.port.name,
-                entry.protocol,
-                server_port.port,
-            )
-    return chains
+def _listener(name: str, bind: str, port: int, chains: Sequence[ChainOpts]) -> Any:
+    listener = new_listener(name, bind, port, OUTBOUND)
+    if any(c.needs_tls_inspector for c in chains):
+        listener.listener_filters.append(tls_inspector_filter())
+    for opts in chains:
+        chain = opts.to_proto()
+        chain.transport_socket_connect_timeout.CopyFrom(duration(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
+        _add_chain(listener, chain)
+    return listener
 
 
-def _terminates_https(entry: GatewayServer) -> bool:
-    return (
-        entry.protocol is Protocol.HTTPS
-        and entry.is_tls
-        and bool(entry.route_name)
-        and str(entry.server.tls.mode) in TERMINATING_MODES
-    )
+def _http_chain(view: ProxyView, listener_name: str, route: str) -> ChainOpts:
+    manager = _connection_manager(view, naming.gateway_stat_prefix(listener_name), route)
+    return ChainOpts(name=naming.gateway_chain_name(route), filters=[hcm_filter(manager)])
 
 
-def _http_chain(view: ProxyView, listener_name: str, entry: GatewayServer) -> Any:
-    manager = _connection_manager(view, naming.gateway_stat_prefix(listener_name), entry)
-    chain = listener_components_pb2.FilterChain(name=naming.gateway_chain_name(entry.route_name))
-    chain.filters.append(hcm_filter(manager))
-    chain.transport_socket_connect_timeout.CopyFrom(duration(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
-    return chain
-
-
-def _https_chain(view: ProxyView, listener_name: str, entry: GatewayServer) -> Any | None:
+def _https_chain(view: ProxyView, listener_name: str, entry: GatewayServer) -> ChainOpts | None:
     settings = entry.server.tls
     problem = gateway_certificate_problem(settings, view.proxy.identity is not None)
     if problem:
@@ -132,15 +116,13 @@ def _https_chain(view: ProxyView, listener_name: str, entry: GatewayServer) -> A
         return None
     # Istio: a named server's connection manager reports its stats under the server's name.
     stat_prefix = entry.server.name or naming.gateway_stat_prefix(listener_name)
-    manager = _connection_manager(view, stat_prefix, entry)
-    chain = listener_components_pb2.FilterChain(name=naming.gateway_chain_name(entry.route_name))
-    names = sni_hosts(entry.server.hosts)
-    if names:  # else a match-all chain, without a filter_chain_match (as Istio)
-        chain.filter_chain_match.server_names.extend(names)
-    chain.transport_socket.CopyFrom(transport_socket(gateway_server_downstream(settings)))
-    chain.filters.append(hcm_filter(manager))
-    chain.transport_socket_connect_timeout.CopyFrom(duration(TRANSPORT_SOCKET_CONNECT_TIMEOUT))
-    return chain
+    manager = _connection_manager(view, stat_prefix, entry.route_name)
+    return ChainOpts(
+        name=naming.gateway_chain_name(entry.route_name),
+        sni_hosts=entry.sni_hosts,
+        tls_context=gateway_server_downstream(settings, ALPN_HTTP),
+        filters=[hcm_filter(manager)],
+    )
 
 
 def sni_hosts(hosts: Sequence[str]) -> list[str]:
@@ -151,10 +133,10 @@ def sni_hosts(hosts: Sequence[str]) -> list[str]:
     return [] if "*" in names else names
 
 
-def _connection_manager(view: ProxyView, stat_prefix: str, entry: GatewayServer) -> Any:
+def _connection_manager(view: ProxyView, stat_prefix: str, route: str) -> Any:
     manager = http_connection_manager(
         stat_prefix,
-        rds=entry.route_name,
+        rds=route,
         use_remote_address=True,
         access_log_path=view.push.mesh.access_log_file,
         security_filters=inbound_http_filters(view),
@@ -177,12 +159,11 @@ def _add_chain(listener: Any, chain: Any) -> None:
             log.warning(
                 "listener %s: filter chain %s dropped, it matches the same connections as %s",
                 listener.name,
-                chain.name,
-                existing.name,
+                chain.name or "<unnamed>",
+                existing.name or "<unnamed>",
             )
             return
     listener.filter_chains.append(chain)
 
 
-def _needs_tls_inspector(chain: Any) -> bool:
-    return bool(chain.filter_chain_match.server_names) or chain.HasField("transport_socket")
+__all__ = ["ServerPort", "build_gateway_listeners", "sni_hosts"]

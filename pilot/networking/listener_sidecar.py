@@ -21,7 +21,7 @@ from envoy.config.listener.v3 import listener_components_pb2
 
 from pilot.model.proxy import InterceptionMode
 from pilot.model.proxy_view import ProxyView
-from pilot.model.service import Protocol, Service
+from pilot.model.service import Protocol, Registry, Service
 from pilot.model.sidecar_scope import EgressListener
 from pilot.networking import naming
 from pilot.networking.filters import (
@@ -137,9 +137,36 @@ def _add_service_port(
     bind_to_port: bool,
 ) -> None:
     if protocol.is_http:
-        address = bind or WILDCARD
-    else:
-        address = bind or (svc.address if svc.has_vip else WILDCARD)
+        _add_port_on(view, entries, egress, svc, port, protocol, bind or WILDCARD, (), bind_to_port)
+        return
+    for address, cidrs in _listen_addresses(svc, bind):
+        _add_port_on(view, entries, egress, svc, port, protocol, address, cidrs, bind_to_port)
+
+
+def _listen_addresses(svc: Service, bind: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Where a TCP or sniffed service port listens, with the destination CIDRs its chains
+    match: the bind, else each VIP (a ServiceEntry is one service per address in Istio, so
+    each of its addresses gets its own listener), a CIDR on 0.0.0.0 with a prefix-range match,
+    else 0.0.0.0."""
+    if bind:
+        return [(bind, ())]
+    if not svc.has_vip:
+        return [(WILDCARD, ())]
+    addresses = svc.all_addresses if svc.registry is Registry.EXTERNAL else (svc.address,)
+    return [(WILDCARD, (a,)) if "/" in a else (a, ()) for a in addresses]
+
+
+def _add_port_on(
+    view: ProxyView,
+    entries: dict[tuple[str, int], _Entry],
+    egress: EgressListener,
+    svc: Service,
+    port: int,
+    protocol: Protocol,
+    address: str,
+    cidrs: tuple[str, ...],
+    bind_to_port: bool,
+) -> None:
     key = (address, port)
     current = entries.get(key)
     if current is not None and current.locked:
@@ -160,9 +187,10 @@ def _add_service_port(
     vss = egress.virtual_services
     if protocol.is_tcp:
         if protocol.is_tls:
-            chains = [_net(c) for c in tls_chains(view, svc, port, vss, address == WILDCARD)]
+            wildcard = address == WILDCARD
+            chains = [_net(c) for c in tls_chains(view, svc, port, vss, wildcard, cidrs)]
         else:
-            chains = [_net(c) for c in tcp_chains(view, svc, port, vss)]
+            chains = [_net(c) for c in tcp_chains(view, svc, port, vss, cidrs)]
         if current is None:
             entry = _Entry(address, port, Protocol.TCP, bind_to_port)
             entry.merge(chains)
@@ -180,7 +208,7 @@ def _add_service_port(
     )
     entry = _Entry(address, port, Protocol.UNSUPPORTED, bind_to_port)
     entry.chains.append(_Chain(rds=rds, alpns=PLAINTEXT_HTTP_ALPNS, transport="raw_buffer"))
-    entry.merge([_net(c) for c in tcp_chains(view, svc, port, vss)])
+    entry.merge([_net(c) for c in tcp_chains(view, svc, port, vss, cidrs)])
     entries[key] = entry
 
 

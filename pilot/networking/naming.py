@@ -168,3 +168,22 @@ def authz_policy_name(namespace: str, name: str, rule: int, prefix: str = "") ->
     `ns[foo]-policy[httpbin]-rule[0]`; CUSTOM rules carry `istio-ext-authz-<provider>-` in front
     (the ext_authz filter keys off that prefix)."""
     return f"{prefix}ns[{namespace}]-policy[{name}]-rule[{rule}]"
+
+
+# Proxyless gRPC (Istio's grpcgen). A gRPC client dialing `xds:///HOST:PORT` asks LDS for
+# `HOST:PORT` (as it spelled it: `echo`, `echo.ns`, or the FQDN); the ApiListener answering it
+# names its route configuration like the service's default cluster, `outbound|PORT||FQDN`.
+
+
+def grpc_listener_name(host: str, port: int) -> str:
+    return f"{host}:{port}"
+
+
+def grpc_route_name(port: int, host: str) -> str:
+    return outbound_cluster(port, "", host)
+
+
+def is_dns_srv_subset_key(name: str) -> bool:
+    """`outbound_.9080_._.reviews...`: the name of a gateway's SNI-DNAT cluster (Istio's
+    IsDNSSrvSubsetKey), as opposed to `outbound|9080||reviews...`."""
+    return name.count("_.") >= 3 and "|" not in name

@@ -14,6 +14,7 @@ from pilot.networking.cluster import (
     inbound_passthrough_cluster,
     passthrough_cluster,
 )
+from pilot.networking.cluster_sni_dnat import build_sni_dnat_clusters
 from pilot.xds.generators.base import affected_by, select
 from pilot.xds.wire import BuiltResource
 from pkg.config.model import Kind
@@ -57,6 +58,8 @@ class CdsGenerator:
             )
             out.extend(push.memo(key, partial(_outbound, view, svc)))
         out.extend(push.memo(("cds-fixed", view.is_router), partial(_fixed, view)))
+        if view.gateway is not None and view.gateway.auto_passthrough:
+            out.extend(BuiltResource.pack(c.name, c) for c in build_sni_dnat_clusters(view))
         if not view.is_router:
             out.extend(BuiltResource.pack(c.name, c) for c in build_inbound_clusters(view))
         seen: set[str] = set()
