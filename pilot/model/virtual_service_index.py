@@ -83,6 +83,9 @@ class VirtualServiceIndex:
     delegates: Mapping[tuple[str, str], BoundVirtualService] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    # Every (namespace, name) a root VirtualService delegates to, whether or not it exists: a
+    # change to one of them concerns the root's proxies wherever the delegate lives.
+    delegate_refs: frozenset[tuple[str, str]] = frozenset()
     problems: tuple[str, ...] = ()
 
     @classmethod
@@ -112,10 +115,14 @@ class VirtualServiceIndex:
             return found.spec, frozenset(ns if e == EXPORT_PRIVATE else e for e in export_to)
 
         problems: list[str] = []
+        refs: set[tuple[str, str]] = set()
         for bound in ordered:
             if not bound.hosts:
                 continue
             config = bound.config
+            for http in config.spec.http:
+                if http.delegate is not None:
+                    refs.add((http.delegate.namespace or config.namespace, http.delegate.name))
             merged = merge_delegates(config, bound.spec, lookup, problems)
             if merged is not bound.spec:
                 bound = dataclasses.replace(bound, spec=merged)
@@ -138,6 +145,7 @@ class VirtualServiceIndex:
             exported=MappingProxyType({k: tuple(v) for k, v in exported.items()}),
             public=MappingProxyType({k: tuple(v) for k, v in public.items()}),
             delegates=MappingProxyType(delegates),
+            delegate_refs=frozenset(refs),
             problems=tuple(problems),
         )
 

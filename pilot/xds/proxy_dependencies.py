@@ -5,8 +5,9 @@ A push skips a proxy only when every changed object provably cannot affect it:
 - a Sidecar, or a namespaced policy (PeerAuthentication, AuthorizationPolicy, ...), affects only
   proxies of its own namespace and of the root namespace's mesh-wide defaults;
 - when the proxy's Sidecar scope imports hosts from named namespaces only, a VirtualService of
-  another namespace cannot be selected by it. (Services and DestinationRules of other namespaces
-  can still matter: a VirtualService may route there.)
+  another namespace cannot be selected by it, unless it is a delegate some root VirtualService
+  refers to. (Services and DestinationRules of other namespaces can still matter: a
+  VirtualService may route there.)
 Anything else pushes; content-hash versions then keep unchanged resources from being sent.
 """
 
@@ -54,6 +55,8 @@ def _concerns(view: ProxyView, key: ConfigKey, imported: frozenset[str] | None) 
     if kind in _NAMESPACED_POLICIES:
         return key.namespace in (view.namespace, root)
     if kind is Kind.VIRTUAL_SERVICE and imported is not None and not view.is_router:
+        if (key.namespace, key.name) in view.push.virtual_services.delegate_refs:
+            return True  # a delegate: its root may live in an imported namespace
         return key.namespace in imported or key.namespace == root
     return True
 

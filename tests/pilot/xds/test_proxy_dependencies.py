@@ -54,3 +54,23 @@ def test_forced_and_mixed_requests_push() -> None:
     assert proxy_needs_push(view, forced)
     mixed = change(Kind.GATEWAY, "a").merge(change(Kind.VIRTUAL_SERVICE, "a"))
     assert proxy_needs_push(view, mixed)
+
+
+ROOT_WITH_DELEGATE = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: a}
+spec:
+  hosts: [reviews.a.svc.cluster.local]
+  http:
+  - match: [{uri: {prefix: /v2}}]
+    delegate: {name: reviews-v2, namespace: b}
+"""
+
+
+def test_delegate_in_an_unimported_namespace_concerns_its_roots_proxies() -> None:
+    # The scoped proxy imports only a and istio-system, but its root VirtualService in `a`
+    # delegates to b/reviews-v2: a change (or deletion) there changes its routes.
+    view = FakeDiscovery([CONFIGS, ROOT_WITH_DELEGATE]).view(SCOPED)
+    assert proxy_needs_push(view, change(Kind.VIRTUAL_SERVICE, "b", "reviews-v2"))
+    assert not proxy_needs_push(view, change(Kind.VIRTUAL_SERVICE, "b", "other"))
