@@ -166,6 +166,11 @@ class PushContext:
             _memo={},
         )
 
+    def without_memo(self) -> PushContext:
+        """The same snapshot with nothing memoized (the cache verification mode rebuilds
+        everything from it and compares)."""
+        return dataclasses.replace(self, _memo={})
+
     # ---- memoized derived views --------------------------------------------------------------
 
     def memo(self, key: Any, compute: Callable[[], T]) -> T:

@@ -84,9 +84,16 @@ def build_sidecar_listeners(view: ProxyView) -> list[Any]:
     # it. The workload's own inbound port wins (Istio never meets this: its NONE-mode outbound
     # listeners bind 127.0.0.1, its inbound ones the workload's IP).
     taken = {listener.name for listener in inbound}
-    out = [listener for listener in _outbound_listeners(view) if listener.name not in taken]
+    out = [listener for listener in build_outbound_side(view) if listener.name not in taken]
     out.extend(inbound)
-    if not none_mode:
+    return out
+
+
+def build_outbound_side(view: ProxyView) -> list[Any]:
+    """Outbound listeners and (REDIRECT mode) virtualOutbound: what the proxy's scope,
+    namespace and mode decide, shared by every workload equal in those."""
+    out = _outbound_listeners(view)
+    if view.proxy.interception_mode is not InterceptionMode.NONE:
         out.append(_virtual_outbound(view))
     return out
 

@@ -8,7 +8,7 @@ from the current PushContext for the connected proxy, exactly as a push would bu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
@@ -47,7 +47,7 @@ def build_config_dump(
     gens = connection._generators
     now = _now()
 
-    def generate(type_url: str) -> list[BuiltResource]:
+    def generate(type_url: str) -> Sequence[BuiltResource]:
         generator = gens.get(type_url)
         state = connection.watches.get(type_url)
         if generator is None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,16 @@ from pilot.model.push_request import PushRequest
 from pilot.xds.generators.base import Generator
 from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
 from pilot.xds.proxy_dependencies import proxy_needs_push
-from pilot.xds.wire import BuiltResource, delta_response, set_version, sotw_response
+from pilot.xds.resource_set import ResourceSet
+from pilot.xds.wire import (
+    BuiltResource,
+    VersionMap,
+    delta_response,
+    pair_hash,
+    set_version,
+    sotw_response,
+    version_of,
+)
 from pkg.xds import typeurls
 
 log = logging.getLogger(__name__)
@@ -182,8 +191,14 @@ class Connection:
         self._nonce_counter += 1
         return f"{self._nonce_counter}-{uuid.uuid4().hex[:12]}"
 
+    def _shared_nonce(self, view: ProxyView, state: WatchState, version: str) -> str:
+        """A nonce every stream sent this set in this push shares (so they share the bytes);
+        a per-stream one if this stream already got exactly that nonce."""
+        nonce = f"{view.push.version}~{version[:8]}"
+        return self._nonce() if nonce == state.nonce_sent else nonce
+
     def _names(self, state: WatchState) -> frozenset[str] | None:
-        return None if state.wildcard else frozenset(state.names)
+        return None if state.wildcard else state.frozen_names()
 
     def _respond_sotw(
         self,
@@ -197,25 +212,28 @@ class Connection:
         generator = self._generators[state.type_url]
         names = self._names(state)
         resources = generator.generate(view, names if only is None else only)
+        shared = resources if isinstance(resources, ResourceSet) else None
         if only is None:
-            version = set_version((r.name, r.version) for r in resources)
+            if shared is not None:
+                version = shared.version  # computed once for every proxy sharing the set
+            else:
+                version = set_version((r.name, r.version) for r in resources)
         else:
             # The other subscribed resources are unchanged: their versions are what was sent.
-            merged = {n: v for n, v in state.sent.items() if n in state.names}
-            merged.update((r.name, r.version) for r in resources)
-            version = set_version(merged.items())
+            version = _updated_version(state.sent, resources)
         wildcard_type = state.type_url in typeurls.WILDCARD_TYPES
         if client_version and client_version == version:
             # A reconnecting proxy that already has exactly this: send nothing.
-            state.sent = {r.name: r.version for r in resources}
+            state.sent = _versions(resources)
             state.version_sent = version
             state.version_acked = version
             state.force.clear()
             return []
+        unchanged = version == state.version_sent and not state.force and not added
+        if unchanged and reason == "push":
+            return []
         if wildcard_type:
-            if version == state.version_sent and not state.force and reason == "push":
-                return []
-            to_send = resources
+            to_send: Sequence[BuiltResource] = resources
         else:
             to_send = [
                 r
@@ -225,10 +243,16 @@ class Connection:
             if not to_send and not (reason == "request" and state.nonce_sent == ""):
                 return []
         changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
-        nonce = self._nonce()
-        payload = sotw_response(state.type_url, version, nonce, to_send)
+        if shared is not None and len(to_send) == len(shared) and only is None:
+            # The whole shared set: every stream of this push gets the same bytes object.
+            to_send = shared
+            nonce = self._shared_nonce(view, state, version)
+            payload = shared.sotw_payload(state.type_url, nonce)
+        else:
+            nonce = self._nonce()
+            payload = sotw_response(state.type_url, version, nonce, to_send)
         if wildcard_type:
-            state.sent = {r.name: r.version for r in resources}
+            state.sent = _versions(resources)
         else:
             for r in to_send:
                 state.sent[r.name] = r.version
@@ -249,7 +273,7 @@ class Connection:
         generator = self._generators[state.type_url]
         resources = generator.generate(view, self._names(state) if only is None else only)
         current = {r.name: r for r in resources}
-        to_send = [
+        to_send: Sequence[BuiltResource] = [
             r for r in resources if state.sent.get(r.name) != r.version or r.name in state.force
         ]
         scope = state.sent if only is None else {n: "" for n in only if n in state.sent}
@@ -261,14 +285,22 @@ class Connection:
             state.force.clear()
             return []
         changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
-        nonce = self._nonce()
         if only is None:
-            version = set_version((r.name, r.version) for r in resources)
+            version = (
+                resources.version
+                if isinstance(resources, ResourceSet)
+                else set_version((r.name, r.version) for r in resources)
+            )
         else:
-            merged = dict(state.sent)
-            merged.update((r.name, r.version) for r in resources)
-            version = set_version(merged.items())
-        payload = delta_response(state.type_url, version, nonce, to_send, removed)
+            version = _updated_version(state.sent, resources)
+        shared = resources if isinstance(resources, ResourceSet) and only is None else None
+        if shared is not None and not removed and len(to_send) == len(shared):
+            to_send = shared
+            nonce = self._shared_nonce(view, state, version)
+            payload = shared.delta_payload(state.type_url, nonce)
+        else:
+            nonce = self._nonce()
+            payload = delta_response(state.type_url, version, nonce, to_send, removed)
         for r in to_send:
             state.sent[r.name] = r.version
         for name in removed:
@@ -296,7 +328,7 @@ class Connection:
         state: WatchState,
         nonce: str,
         version: str,
-        sent: list[BuiltResource],
+        sent: Sequence[BuiltResource],
         removed: int,
         payload: bytes,
         reason: str,
@@ -310,7 +342,9 @@ class Connection:
         )
         self.stats.last_sends.append(record)
         del self.stats.last_sends[:-16]
-        log.info(
+        if not log.isEnabledFor(logging.DEBUG):
+            return  # one line per push (server.py), not one per proxy and type
+        log.debug(
             "%s: %s for node:%s resources:%d removed:%d size:%dB version:%s nonce:%s",
             typeurls.short_name(state.type_url),
             "PUSH" if reason == "push" else "RESPONSE",
@@ -323,16 +357,29 @@ class Connection:
         )
 
 
+def _versions(resources: Sequence[BuiltResource]) -> VersionMap:
+    if isinstance(resources, ResourceSet):
+        return resources.versions_copy()
+    return VersionMap((r.name, r.version) for r in resources)
+
+
+def _updated_version(sent: VersionMap, resources: Sequence[BuiltResource]) -> str:
+    """The version of `sent` with `resources` replacing their names (O(len(resources)))."""
+    total = sent.total
+    for r in resources:
+        old = sent.get(r.name)
+        if old is not None:
+            total -= pair_hash(r.name, old)
+        total += r.pair_hash
+    return version_of(total)
+
+
 def _incremental_names(req: PushRequest, state: WatchState) -> frozenset[str] | None:
     """For an endpoint-only push, the EDS names that can have changed: those of the services
     whose endpoints changed, plus any forced names. None means "regenerate everything"."""
     if not req.endpoints_only or state.type_url != typeurls.ENDPOINT or state.wildcard:
         return None
-    hosts = {key.name for key in req.configs_updated}
-    picked = {name for name in state.names if _cluster_host(name) in hosts}
+    by_host = state.names_by_host()
+    picked = {name for key in req.configs_updated for name in by_host.get(key.name, ())}
     picked.update(state.force)
     return frozenset(picked)
-
-
-def _cluster_host(name: str) -> str:
-    return name.rsplit("|", 1)[-1] if name.count("|") == 3 else ""

@@ -16,10 +16,11 @@ envoy-xds-field-notes.md) and Istio's `ShouldRespond`:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass, field
 from enum import Enum
 
+from pilot.xds.wire import VersionMap
 from pkg.xds.typeurls import WILDCARD_TYPES
 
 WILDCARD_NAME = "*"
@@ -52,8 +53,9 @@ class WatchState:
     type_url: str
     wildcard: bool = False
     names: set[str] = field(default_factory=set)
-    # name → version of everything sent on this stream (what the proxy has or is applying).
-    sent: dict[str, str] = field(default_factory=dict)
+    # name → version of everything sent on this stream (what the proxy has or is applying),
+    # with the running hash sum that makes its set version free to read.
+    sent: VersionMap = field(default_factory=VersionMap)
     nonce_sent: str = ""
     nonce_acked: str = ""
     version_sent: str = ""  # SotW version_info of the last response
@@ -67,10 +69,49 @@ class WatchState:
     # Delta: nonce → names carried by that response (to attribute ACK/NACK).
     outstanding: dict[str, tuple[str, ...]] = field(default_factory=dict)
     requests: int = 0
+    # Derived from `names`, built on first use and dropped by `names_changed()`.
+    _frozen: frozenset[str] | None = None
+    _by_host: dict[str, tuple[str, ...]] | None = None
+
+    def names_changed(self) -> None:
+        self._frozen = None
+        self._by_host = None
+
+    def frozen_names(self) -> frozenset[str]:
+        """`names` as a frozenset, shared by every push until the subscription changes."""
+        if self._frozen is None:
+            self._frozen = frozenset(self.names)
+        return self._frozen
+
+    def names_by_host(self) -> dict[str, tuple[str, ...]]:
+        """Subscribed cluster names (`outbound|port|subset|host`) by host, for incremental EDS
+        (shared between streams subscribed to the same names)."""
+        if self._by_host is None:
+            self._by_host = _names_by_host(self.frozen_names())
+        return self._by_host
 
     @property
     def synced(self) -> bool:
         return bool(self.nonce_sent) and self.nonce_sent == self.nonce_acked
+
+
+_BY_HOST_CACHE: dict[frozenset[str], dict[str, tuple[str, ...]]] = {}
+_BY_HOST_CACHE_SIZE = 64
+
+
+def _names_by_host(names: frozenset[str]) -> dict[str, tuple[str, ...]]:
+    cached = _BY_HOST_CACHE.get(names)
+    if cached is not None:
+        return cached
+    index: dict[str, list[str]] = {}
+    for name in names:
+        if name.count("|") == 3:
+            index.setdefault(name.rsplit("|", 1)[1], []).append(name)
+    out = {host: tuple(found) for host, found in index.items()}
+    if len(_BY_HOST_CACHE) >= _BY_HOST_CACHE_SIZE:
+        del _BY_HOST_CACHE[next(iter(_BY_HOST_CACHE))]  # drop the oldest
+    _BY_HOST_CACHE[names] = out
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +144,29 @@ def classify_sotw(
 ) -> tuple[WatchState, Decision]:
     """Classify one SotW DiscoveryRequest and update (or create) the watch state."""
     at = time.monotonic() if now is None else now
+    if (
+        state is not None
+        and nonce
+        and nonce == state.nonce_sent
+        and not (error_message or error_code)
+        and _same_names(state, names)
+    ):
+        # The common case, an ACK of the latest response for the same subscription: no set
+        # arithmetic over (possibly thousands of) names.
+        state.requests += 1
+        state.nonce_acked = nonce
+        state.last_acked_at = at
+        if version == state.version_sent:
+            state.version_acked = version
+        state.nack = None
+        return state, Decision(RequestKind.ACK, bool(state.force))
     requested = set(names)
     if state is None:
         state = WatchState(type_url=type_url)
         state.wildcard = _is_wildcard_request(type_url, requested, first=True)
         state.names = requested - {WILDCARD_NAME}
         state.requests = 1
-        return state, Decision(RequestKind.INITIAL, True, frozenset(state.names))
+        return state, Decision(RequestKind.INITIAL, True, state.frozen_names())
     state.requests += 1
     if nonce and nonce != state.nonce_sent:
         return state, Decision(RequestKind.STALE, False)
@@ -131,6 +188,7 @@ def classify_sotw(
     if not wildcard and not requested and type_url not in WILDCARD_TYPES:
         removed = frozenset(state.names)
         state.names.clear()
+        state.names_changed()
         state.wildcard = False
         for name in removed:
             state.sent.pop(name, None)
@@ -139,13 +197,24 @@ def classify_sotw(
     removed = frozenset(state.names - requested)
     wildcard_changed = wildcard != state.wildcard
     state.wildcard = wildcard
-    state.names = requested
+    if added or removed:
+        state.names = requested
+        state.names_changed()
     for name in removed:
         state.sent.pop(name, None)
     respond = bool(added) or wildcard_changed or (not nonce) or bool(state.force)
     if state.wildcard and (removed or added):
         respond = True
     return state, Decision(kind, respond, added, removed)
+
+
+def _same_names(state: WatchState, names: Iterable[str]) -> bool:
+    """Whether a request names exactly the current subscription (C-speed set checks)."""
+    if state.wildcard:
+        return False
+    if not isinstance(names, Sized) or len(names) != len(state.names):
+        return False
+    return state.names.issuperset(names)
 
 
 def classify_delta(
@@ -169,9 +238,9 @@ def classify_delta(
         state.wildcard = _is_wildcard_request(type_url, sub, first=True)
         state.names = sub - {WILDCARD_NAME}
         # What the client says it has (reconnect): treat as sent, so equal versions are skipped.
-        state.sent = dict(initial_versions)
+        state.sent = VersionMap(initial_versions.items())
         state.requests = 1
-        return state, Decision(RequestKind.INITIAL, True, frozenset(state.names))
+        return state, Decision(RequestKind.INITIAL, True, state.frozen_names())
     state.requests += 1
     kind = RequestKind.UPDATE
     if nonce:
@@ -192,8 +261,10 @@ def classify_delta(
         state.wildcard = False
         unsub.discard(WILDCARD_NAME)
     added = frozenset(sub - state.names) if not state.wildcard else frozenset(sub)
-    state.names |= sub
-    state.names -= unsub
+    if sub or unsub:
+        state.names |= sub
+        state.names -= unsub
+        state.names_changed()
     for name in unsub:
         state.sent.pop(name, None)
     # Explicitly (re-)subscribed names are always answered: the client asked for them.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -45,7 +46,7 @@ def content_version(data: bytes) -> str:
 class BuiltResource:
     """One named resource, packed and versioned. Immutable by convention; shared freely."""
 
-    __slots__ = ("_delta", "_sotw", "any_bytes", "name", "type_url", "version")
+    __slots__ = ("_delta", "_hash", "_sotw", "any_bytes", "name", "type_url", "version")
 
     def __init__(self, name: str, type_url: str, any_bytes: bytes, version: str = "") -> None:
         self.name = name
@@ -54,6 +55,13 @@ class BuiltResource:
         self.version = version or content_version(any_bytes)
         self._sotw: bytes | None = None
         self._delta: bytes | None = None
+        self._hash: int | None = None
+
+    @property
+    def pair_hash(self) -> int:
+        if self._hash is None:
+            self._hash = pair_hash(self.name, self.version)
+        return self._hash
 
     @classmethod
     def pack(cls, name: str, message: Message) -> BuiltResource:
@@ -105,6 +113,13 @@ def sotw_response(
     return b"".join(parts)
 
 
+def sotw_response_body(type_url: str, version_info: str, nonce: str, body: bytes) -> bytes:
+    """A serialized DiscoveryResponse whose `resources` fields are already joined (`body`)."""
+    return b"".join(
+        (_str_field(1, version_info), body, _str_field(4, type_url), _str_field(5, nonce))
+    )
+
+
 def delta_response(
     type_url: str,
     system_version_info: str,
@@ -124,12 +139,72 @@ def delta_response(
     return b"".join(parts)
 
 
+_MASK = (1 << 64) - 1
+
+
+def pair_hash(name: str, version: str) -> int:
+    """A 64-bit hash of one (name, version) pair. Set versions are the sum of these, so they
+    do not depend on order, and adding, removing or changing one resource updates a set's
+    version in O(1) (a stream tracks the sum of what it has; see `VersionMap`)."""
+    digest = hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def version_of(total: int) -> str:
+    return format(total & _MASK, "016x")
+
+
 def set_version(resources: Iterable[tuple[str, str]]) -> str:
-    """A version for a set of (name, version) pairs: equal sets give equal versions."""
-    digest = hashlib.sha256()
-    for name, version in sorted(resources):
-        digest.update(name.encode())
-        digest.update(b"\0")
-        digest.update(version.encode())
-        digest.update(b"\n")
-    return digest.hexdigest()[:16]
+    """A version for a set of (name, version) pairs: equal sets give equal versions, on every
+    replica and after restarts (a pure function of the content)."""
+    return version_of(sum(pair_hash(name, version) for name, version in resources))
+
+
+class VersionMap(dict[str, str]):
+    """name → version, keeping the sum of its pair hashes as it changes (so the version of
+    the whole map, `version`, costs nothing to read)."""
+
+    __slots__ = ("total",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] | None = None, total: int | None = None):
+        super().__init__(items or ())
+        self.total = (
+            total if total is not None else sum(pair_hash(k, v) for k, v in dict.items(self))
+        )
+
+    @property
+    def version(self) -> str:
+        return version_of(self.total)
+
+    def __setitem__(self, name: str, version: str) -> None:
+        old = dict.get(self, name)
+        if old is not None:
+            self.total -= pair_hash(name, old)
+        self.total += pair_hash(name, version)
+        dict.__setitem__(self, name, version)
+
+    def __delitem__(self, name: str) -> None:
+        self.total -= pair_hash(name, dict.__getitem__(self, name))
+        dict.__delitem__(self, name)
+
+    def pop(self, name: str, *default: str | None) -> str | None:  # type: ignore[override]
+        if name in self:
+            version = dict.pop(self, name)
+            self.total -= pair_hash(name, version)
+            return version
+        if default:
+            return default[0]
+        raise KeyError(name)
+
+    def update(self, *args: Any, **kwargs: str) -> None:
+        for name, version in dict(*args, **kwargs).items():
+            self[name] = version
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.total = 0
+
+    def popitem(self) -> tuple[str, str]:
+        name, version = dict.popitem(self)
+        self.total -= pair_hash(name, version)
+        return name, version

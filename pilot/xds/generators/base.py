@@ -7,7 +7,8 @@ generating: a change of a kind that cannot affect this type skips it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from functools import partial
 from typing import Protocol
 
 from pilot.model.proxy_view import ProxyView
@@ -21,7 +22,9 @@ class Generator(Protocol):
 
     def needs_push(self, req: PushRequest) -> bool: ...
 
-    def generate(self, view: ProxyView, names: frozenset[str] | None) -> list[BuiltResource]: ...
+    def generate(
+        self, view: ProxyView, names: frozenset[str] | None
+    ) -> Sequence[BuiltResource]: ...
 
 
 def affected_by(req: PushRequest, ignored: frozenset[Kind]) -> bool:
@@ -35,3 +38,34 @@ def select(resources: Iterable[BuiltResource], names: frozenset[str] | None) -> 
     if names is None:
         return list(resources)
     return [r for r in resources if r.name in names]
+
+
+# ---- what a proxy's answer depends on, beyond its Sidecar scope and namespace -------------
+
+
+def rule_labels_key(view: ProxyView) -> tuple[tuple[str, str], ...]:
+    """The workload labels, when a DestinationRule selects workloads (then the rule a
+    proxy gets depends on them); else () so every workload of the namespace shares."""
+    if view.push.destination_rules.has_selectors:
+        return tuple(sorted(view.labels.items()))
+    return ()
+
+
+def source_labels_key(view: ProxyView) -> tuple[tuple[str, str], ...]:
+    """The workload labels, when a VirtualService of the scope matches on sourceLabels or a
+    DestinationRule selects workloads; else ()."""
+    if view.push.memo(("uses-source-labels", id(view.scope)), partial(_uses_labels, view)):
+        return tuple(sorted(view.labels.items()))
+    return ()
+
+
+def _uses_labels(view: ProxyView) -> bool:
+    if view.push.destination_rules.has_selectors:
+        return True
+    for egress in view.scope.egress:
+        for vs in egress.virtual_services:
+            spec = vs.spec
+            for route in (*spec.http, *spec.tcp, *spec.tls):
+                if any(m.source_labels for m in route.match):
+                    return True
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 from pilot.model.proxy_view import ProxyView
@@ -15,7 +16,8 @@ from pilot.networking.cluster import (
     passthrough_cluster,
 )
 from pilot.networking.cluster_sni_dnat import build_sni_dnat_clusters
-from pilot.xds.generators.base import affected_by, select
+from pilot.xds.generators.base import affected_by, rule_labels_key, select
+from pilot.xds.resource_set import ResourceSet
 from pilot.xds.wire import BuiltResource
 from pkg.config.model import Kind
 from pkg.xds import typeurls
@@ -42,33 +44,47 @@ class CdsGenerator:
     def needs_push(self, req: PushRequest) -> bool:
         return affected_by(req, _IGNORED)
 
-    def generate(self, view: ProxyView, names: frozenset[str] | None) -> list[BuiltResource]:
+    def generate(self, view: ProxyView, names: frozenset[str] | None) -> Sequence[BuiltResource]:
         push = view.push
-        out: list[BuiltResource] = []
-        for svc in view.scope.services:
-            dr = push.destination_rule(view.namespace, svc, view.labels)
-            key = (
-                "cds-outbound",
-                svc.hostname,
-                svc.namespace,
-                svc.ports,
-                dr.sources if dr is not None else None,
-                view.is_router,
-                view.proxy.identity is not None,
-            )
-            out.extend(push.memo(key, partial(_outbound, view, svc)))
-        out.extend(push.memo(("cds-fixed", view.is_router), partial(_fixed, view)))
+        # Outbound and fixed clusters depend on the scope, the namespace (which rules apply),
+        # the labels only when rules select workloads, router-ness and whether the proxy has
+        # an identity (mesh mTLS): proxies equal in those share one set.
+        key = (
+            "cds-set",
+            id(view.scope),
+            view.namespace,
+            rule_labels_key(view),
+            view.is_router,
+            view.proxy.identity is not None,
+        )
+        shared = push.memo(key, partial(_shared_set, view))
+        extra: list[BuiltResource] = []
         if view.gateway is not None and view.gateway.auto_passthrough:
-            out.extend(BuiltResource.pack(c.name, c) for c in build_sni_dnat_clusters(view))
+            extra.extend(BuiltResource.pack(c.name, c) for c in build_sni_dnat_clusters(view))
         if not view.is_router:
-            out.extend(BuiltResource.pack(c.name, c) for c in build_inbound_clusters(view))
-        seen: set[str] = set()
-        unique = []
-        for r in out:
-            if r.name not in seen:
-                seen.add(r.name)
-                unique.append(r)
-        return select(unique, names)
+            extra.extend(BuiltResource.pack(c.name, c) for c in build_inbound_clusters(view))
+        extra = [r for r in extra if not shared.has(r.name)]
+        result = ResourceSet.join(shared, ResourceSet(extra)) if extra else shared
+        return result if names is None else select(result, names)
+
+
+def _shared_set(view: ProxyView) -> ResourceSet:
+    push = view.push
+    out: list[BuiltResource] = []
+    for svc in view.scope.services:
+        dr = push.destination_rule(view.namespace, svc, view.labels)
+        key = (
+            "cds-outbound",
+            svc.hostname,
+            svc.namespace,
+            svc.ports,
+            dr.sources if dr is not None else None,
+            view.is_router,
+            view.proxy.identity is not None,
+        )
+        out.extend(push.memo(key, partial(_outbound, view, svc)))
+    out.extend(push.memo(("cds-fixed", view.is_router), partial(_fixed, view)))
+    return ResourceSet(out)
 
 
 def _outbound(view: ProxyView, svc: Service) -> list[BuiltResource]:

@@ -3,13 +3,15 @@ gateways)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.networking.route_config import build_gateway_route_config, build_sidecar_route_config
-from pilot.xds.generators.base import affected_by
+from pilot.xds.generators.base import affected_by, source_labels_key
+from pilot.xds.resource_set import EMPTY, ResourceSet
 from pilot.xds.wire import BuiltResource
 from pkg.config.model import Kind
 from pkg.xds import typeurls
@@ -36,29 +38,31 @@ class RdsGenerator:
     def needs_push(self, req: PushRequest) -> bool:
         return affected_by(req, _IGNORED)
 
-    def generate(self, view: ProxyView, names: frozenset[str] | None) -> list[BuiltResource]:
+    def generate(self, view: ProxyView, names: frozenset[str] | None) -> Sequence[BuiltResource]:
         if names is None:
-            return []  # RDS is never wildcard
-        push = view.push
-        out = []
-        # Labels only matter when a VirtualService of this scope matches on sourceLabels;
-        # otherwise every workload of the namespace shares one route configuration.
-        labels = (
-            tuple(sorted(view.labels.items()))
-            if push.memo(("uses-source-labels", id(view.scope)), partial(_uses_labels, view))
-            else ()
-        )
-        for name in sorted(names):
-            key: tuple[object, ...]
-            if view.is_router:
-                key = ("rds-gw", name, id(view.gateway), view.namespace)
-                built = push.memo(key, partial(_gateway_route, view, name))
-            else:
-                key = ("rds", name, id(view.scope), view.namespace, labels)
-                built = push.memo(key, partial(_sidecar_route, view, name))
-            if built is not None:
-                out.append(built)
-        return out
+            return EMPTY  # RDS is never wildcard
+        # Labels only matter when a VirtualService of this scope matches on sourceLabels (or a
+        # rule selects workloads); otherwise every workload of the namespace shares one set.
+        scope = id(view.gateway) if view.is_router else id(view.scope)
+        key = ("rds-set", names, view.is_router, scope, view.namespace, source_labels_key(view))
+        return view.push.memo(key, partial(_route_set, view, names))
+
+
+def _route_set(view: ProxyView, names: frozenset[str]) -> ResourceSet:
+    push = view.push
+    labels = source_labels_key(view)
+    out = []
+    for name in sorted(names):
+        key: tuple[object, ...]
+        if view.is_router:
+            key = ("rds-gw", name, id(view.gateway), view.namespace)
+            built = push.memo(key, partial(_gateway_route, view, name))
+        else:
+            key = ("rds", name, id(view.scope), view.namespace, labels)
+            built = push.memo(key, partial(_sidecar_route, view, name))
+        if built is not None:
+            out.append(built)
+    return ResourceSet(out)
 
 
 def _gateway_route(view: ProxyView, name: str) -> BuiltResource | None:
@@ -71,14 +75,3 @@ def _sidecar_route(view: ProxyView, name: str) -> BuiltResource | None:
 
 def _pack(name: str, config: Any) -> BuiltResource | None:
     return None if config is None else BuiltResource.pack(name, config)
-
-
-def _uses_labels(view: ProxyView) -> bool:
-    if view.push.destination_rules.has_selectors:  # consistentHash of a selected rule
-        return True
-    for egress in view.scope.egress:
-        for vs in egress.virtual_services:
-            for http in vs.spec.http:
-                if any(m.source_labels for m in http.match):
-                    return True
-    return False
