@@ -39,6 +39,9 @@ class Features:
     # CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: rotate the root when less than
     # this percentage of its lifetime is left (20).
     root_cert_grace_percentile: int = 20
+    # UNSAFE_PILOT_XDS_CACHE_VERIFY: rebuild every generated answer from scratch and compare
+    # with the shared, cached one; a difference raises (for tests; costly).
+    xds_cache_verify: bool = False
     # TOKEN_AUDIENCES: audiences accepted in bearer tokens (istio-ca).
     token_audiences: tuple[str, ...] = ("istio-ca",)
     # PILOT_JWT_PUB_KEY_REFRESH_INTERVAL: how often istiod refetches RequestAuthentication
@@ -146,6 +149,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         root_cert_grace_percentile=_int(
             env, "CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE", 20
         ),
+        xds_cache_verify=_bool(env, "UNSAFE_PILOT_XDS_CACHE_VERIFY", False),
         token_audiences=tuple(
             a.strip() for a in (env.get("TOKEN_AUDIENCES") or "istio-ca").split(",") if a.strip()
         ),

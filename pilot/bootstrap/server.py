@@ -92,6 +92,7 @@ class Istiod:
                 self.features.enable_eds_debounce,
             ),
             push_throttle=self.features.effective_push_throttle,
+            verify_cache=self.features.xds_cache_verify,
         )
         # Root key generation and state files: off the event loop.
         security = await asyncio.to_thread(MeshSecurity.create, self._security_settings())

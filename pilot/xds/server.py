@@ -32,6 +32,7 @@ from pilot.xds.connection import Connection
 from pilot.xds.debounce import Debouncer, DebounceSettings
 from pilot.xds.generators import default_generators, generators_for
 from pilot.xds.generators.base import Generator
+from pilot.xds.generators.verify import verifying
 from pilot.xds.push_queue import PushQueue
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.errors import AuthenticationError
@@ -58,6 +59,8 @@ class XdsSettings:
     push_throttle: int = 25
     # How long a push worker waits for one stream to take its push before moving on.
     push_send_timeout: float = 10.0
+    # UNSAFE_PILOT_XDS_CACHE_VERIFY: recompute every answer from scratch and compare (tests).
+    verify_cache: bool = False
 
 
 @dataclass
@@ -288,6 +291,8 @@ class DiscoveryServer:
             proxy = await self._authenticate(proxy, context, authenticate)
         conn_id = f"{proxy.name}-{next(self._ids)}"
         generators = generators_for(proxy, self.generators)
+        if self.settings.verify_cache:
+            generators = verifying(generators)
         connection = Connection(
             conn_id, proxy, context.peer(), delta, generators, lambda: self.push_context
         )

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from pilot.xds.generators.verify import MISMATCH_MARKER
+
 from .net import WaitTimeout, split_host_port, wait_until
 from .traffic import Response, request
 
@@ -66,7 +68,9 @@ class IstiodProcess:
         self.mesh_config = mesh_config
         self.bind = dict(bind)
         self.extra_args = list(extra_args)
-        self.env = dict(env or {})
+        # Every e2e istiod rebuilds each answer from scratch and compares it with the shared,
+        # cached one; a mismatch is logged and fails the test when istiod stops.
+        self.env = {"UNSAFE_PILOT_XDS_CACHE_VERIFY": "true", **dict(env or {})}
         self.command = list(command) if command is not None else istiod_command()
         self.required = tuple(required)
         self.log_path = workdir / "istiod.log"
@@ -177,7 +181,14 @@ class IstiodProcess:
                 proc.kill()
                 proc.wait(5.0)
         self._join_drainer()
+        self._check_cache_verification()
         return proc.returncode
+
+    def _check_cache_verification(self) -> None:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        bad = [line for line in text.splitlines() if MISMATCH_MARKER in line]
+        if bad:
+            raise IstiodError("istiod's xDS cache verification failed:\n" + "\n".join(bad[:5]))
 
     def kill(self) -> int | None:
         proc = self._proc

@@ -37,6 +37,7 @@ from pilot.model.proxy_view import ProxyView, proxy_view
 from pilot.model.push_context import PushContext, PushInputs
 from pilot.serviceregistry.aggregate import RegistrySnapshot, build_registry
 from pilot.xds.generators import default_generators, generators_for
+from pilot.xds.generators.verify import verifying
 from pilot.xds.wire import BuiltResource
 from pkg.config.mesh import MeshConfig, mesh_config_from_dict
 from pkg.config.model import Config, Kind
@@ -295,7 +296,11 @@ class FakeDiscovery:
         self, view: ProxyView, type_url: str, names: Iterable[str] | None
     ) -> list[BuiltResource]:
         wanted = None if names is None else frozenset(names)
-        return generators_for(view.proxy, self.generators)[type_url].generate(view, wanted)
+        # Cache verification on: every answer is also rebuilt from scratch and compared, so
+        # every test that generates config also checks the shared caches' keys.
+        return verifying(generators_for(view.proxy, self.generators))[type_url].generate(
+            view, wanted
+        )
 
     def resources(self, spec: ProxySpec) -> XdsResources:
         view = self.view(spec)
@@ -304,7 +309,7 @@ class FakeDiscovery:
 
         def fetch(type_url: str, names: Iterable[str] | None) -> dict[str, Any]:
             resources = self.generate(view, type_url, names)
-            built[type_url] = resources
+            built[type_url] = list(resources)
             decoded[type_url] = {r.name: decode_any(r.unpack()) for r in resources}
             return decoded[type_url]
 
