@@ -90,7 +90,9 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class ClientEvent:
     client: int
-    kind: str  # "connected" (first request written), "synced", "nack", "error", "closed"
+    # "connected" (first request written), "reconnected" (a new stream's first requests
+    # written), "synced", "nack", "error", "closed"
+    kind: str
     at: float
     detail: str = ""
 
@@ -199,7 +201,19 @@ class AdsClient:
 
     # -- the stream ----------------------------------------------------------------------
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, reconnect: asyncio.Event | None = None) -> None:
+        """Run until `stop`. Each time `reconnect` is set (and cleared here), close the stream
+        and its connection and come back on a new one as Envoy does after losing istiod:
+        every subscribed type re-requested with what was last accepted (SotW: version and
+        names, no nonce; Delta: initial_resource_versions)."""
+        resume = False
+        while await self._session(stop, reconnect, resume):
+            resume = True
+
+    async def _session(
+        self, stop: asyncio.Event, reconnect: asyncio.Event | None, resume: bool
+    ) -> bool:
+        """One stream on its own channel; True when it ended for a reconnect."""
         options = [
             ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like an Envoy
             ("grpc.max_receive_message_length", -1),
@@ -218,23 +232,56 @@ class AdsClient:
                 response_deserializer=None,  # raw bytes: exact size, parsed here
             )
             self._call = multicallable()
-            if self.delta:
-                await self._delta_subscribe(CDS, ())
+            self._sent_node = False
+            if resume:
+                await self._resume()
+                self.emit(ClientEvent(self.spec.index, "reconnected", time.monotonic()))
             else:
-                await self._sotw_request(CDS, ())
-            self.emit(ClientEvent(self.spec.index, "connected", time.monotonic()))
+                if self.delta:
+                    await self._delta_subscribe(CDS, ())
+                else:
+                    await self._sotw_request(CDS, ())
+                self.emit(ClientEvent(self.spec.index, "connected", time.monotonic()))
             reader = asyncio.ensure_future(self._read_loop())
-            stopper = asyncio.ensure_future(stop.wait())
+            waiters = {asyncio.ensure_future(stop.wait())}
+            if reconnect is not None:
+                waiters.add(asyncio.ensure_future(reconnect.wait()))
+            again = False
             try:
-                await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({reader, *waiters}, return_when=asyncio.FIRST_COMPLETED)
+                again = reconnect is not None and reconnect.is_set() and not stop.is_set()
+                if again:
+                    reconnect.clear()
             finally:
-                stopper.cancel()
+                for waiter in waiters:
+                    waiter.cancel()
                 if not reader.done():
                     self._call.cancel()
                     reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
                     await reader
-                self.emit(ClientEvent(self.spec.index, "closed", time.monotonic()))
+                if not again:
+                    self.emit(ClientEvent(self.spec.index, "closed", time.monotonic()))
+            return again
+
+    async def _resume(self) -> None:
+        """The first requests of a new stream for a client that was synced: every type it
+        had requested, in Envoy's order, carrying what it last accepted."""
+        for type_url in (CDS, EDS, LDS, RDS):
+            st = self.types[type_url]
+            if not st.requested:
+                continue
+            if self.delta:
+                req: Any = discovery_pb2.DeltaDiscoveryRequest(
+                    type_url=type_url,
+                    resource_names_subscribe=sorted(st.names),
+                    initial_resource_versions=st.have,
+                )
+                self._node_once(req)
+                await self._write(req)
+            else:
+                st.nonce = ""  # a new stream: no nonce, the last accepted version
+                await self._sotw_request(type_url, st.names)
 
     async def _read_loop(self) -> None:
         try:

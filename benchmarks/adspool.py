@@ -49,11 +49,14 @@ def run_worker(
     stop: Any,  # multiprocessing Event: stop now
     deadline: float,  # time.monotonic() after which every client stops
     connect_spread: float = 0.0,  # seconds over which client starts are spread
+    reconnect: Any = None,  # multiprocessing Event: each time it is set, every client reconnects
 ) -> None:
     """Process entry point: run `specs` clients until `stop` or `deadline`."""
     try:
         asyncio.run(
-            _worker_main(worker, specs, target, delta, out, go, stop, deadline, connect_spread)
+            _worker_main(
+                worker, specs, target, delta, out, go, stop, deadline, connect_spread, reconnect
+            )
         )
     finally:
         cpu = os.times()
@@ -70,6 +73,7 @@ async def _worker_main(
     stop_mp: Any,
     deadline: float,
     connect_spread: float,
+    reconnect_mp: Any = None,
 ) -> None:
     batch: list[Record | ClientEvent] = []
 
@@ -94,16 +98,26 @@ async def _worker_main(
             return
         await asyncio.sleep(0.005)
 
+    reconnects = [asyncio.Event() for _ in specs]
+
     async def watch_stop() -> None:
+        armed = True  # the parent's reconnect event is level-triggered: act once per setting
         while not stop_mp.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+            if reconnect_mp is not None and reconnect_mp.is_set():
+                if armed:
+                    for event in reconnects:
+                        event.set()
+                    armed = False
+            else:
+                armed = True
+            await asyncio.sleep(0.02)
         stop.set()
 
-    async def start_client(client: AdsClient, delay: float) -> None:
+    async def start_client(client: AdsClient, delay: float, reconnect: asyncio.Event) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         try:
-            await client.run(stop)
+            await client.run(stop, reconnect)
         except Exception as e:  # keep the other clients going; report the failure
             emit(ClientEvent(client.spec.index, "error", time.monotonic(), repr(e)))
 
@@ -112,7 +126,9 @@ async def _worker_main(
     clients = [AdsClient(spec, target, delta, emit) for spec in specs]
     step = connect_spread / max(1, len(clients))
     try:
-        await asyncio.gather(*(start_client(c, i * step) for i, c in enumerate(clients)))
+        await asyncio.gather(
+            *(start_client(c, i * step, reconnects[i]) for i, c in enumerate(clients))
+        )
     finally:
         watcher.cancel()
         flusher.cancel()
@@ -142,6 +158,7 @@ class Collector:
         self.records: list[Record] = []
         self.connected: dict[int, float] = {}
         self.synced: dict[int, float] = {}
+        self.reconnected: dict[int, float] = {}  # the latest reconnect of each client
         self.errors: list[ClientEvent] = []
         self.ready: set[int] = set()
         self.done: dict[int, WorkerDone] = {}
@@ -165,6 +182,8 @@ class Collector:
             self.connected[entry.client] = entry.at
         elif entry.kind == "synced":
             self.synced[entry.client] = entry.at
+        elif entry.kind == "reconnected":
+            self.reconnected[entry.client] = entry.at
         elif entry.kind in ("error",):
             self.errors.append(entry)
 
@@ -182,6 +201,7 @@ class ClientPool:
         self._queue: Any = ctx.Queue()
         self._go: Any = ctx.Event()
         self._stop: Any = ctx.Event()
+        self._reconnect: Any = ctx.Event()
         self.procs: list[Any] = []
         self.collector = Collector(clients)
 
@@ -212,6 +232,7 @@ class ClientPool:
                     self._stop,
                     deadline,
                     connect_spread,
+                    self._reconnect,
                 ),
                 name=f"ads-worker-{w}",
                 daemon=True,
@@ -228,6 +249,14 @@ class ClientPool:
     def go(self) -> None:
         """Every client connects now (or over its worker's connect spread)."""
         self._go.set()
+
+    def reconnect(self) -> None:
+        """Every client drops its stream and connection and resumes on a new one (once per
+        call; `reconnected()` re-arms)."""
+        self._reconnect.set()
+
+    def reconnected(self) -> None:
+        self._reconnect.clear()
 
     def pump(self, timeout: float) -> None:
         """Take what the workers reported within `timeout` (waits for at least one item)."""

@@ -13,7 +13,7 @@ def _ms(q: dict[str, float | None]) -> str:
 
 def fmt_phase(p: PhaseResult) -> str:
     """One line per phase, for progress output."""
-    label = p.name if p.name == "initial" else f"{p.name}#{p.round}"
+    label = f"{p.name}#{p.round}" if p.round else p.name
     s = (
         f"{label:<12} converged {p.converged}"
         f"{' (NOT: ' + str(len(p.not_converged)) + ')' if p.not_converged else ''}"
@@ -65,6 +65,15 @@ def report(r: RunResult) -> str:
             f"istiod CPU "
             f"{p.istiod_cpu_s:.3f}s (net {p.istiod_cpu_net_s:.3f}s) = "
             f"{p.istiod_cpu_per_proxy_ms:.2f} ms per proxy"
+        )
+    rc = r.reconnect
+    if rc.converged:
+        sent = sum(rc.responses_by_type.values())
+        lines.append(
+            f"reconnect (up to date, new streams): {rc.converged}/{r.proxies} reconnected; "
+            f"sent {sent} responses {rc.responses_by_type or ''}, "
+            f"{rc.bytes_per_proxy.get('total', 0):,.0f} bytes in all; istiod CPU "
+            f"{rc.istiod_cpu_s:.3f}s = {rc.istiod_cpu_per_proxy_ms:.2f} ms per proxy"
         )
     full = [p.istiod_cpu_per_proxy_ms for p in r.changes if p.name == "route"]
     if full:

@@ -67,6 +67,9 @@ class RunResult:
     initial: PhaseResult = field(default_factory=lambda: PhaseResult("initial"))
     initial_connect_to_sync_ms: dict[str, float | None] = field(default_factory=dict)
     changes: list[PhaseResult] = field(default_factory=list)
+    # Every client reconnects up to date after the changes: what istiod sent them (should be
+    # nothing) and its CPU for the reconnects.
+    reconnect: PhaseResult = field(default_factory=lambda: PhaseResult("reconnect"))
     idle_cpu_per_s: float = 0.0
     istiod_rss_mb: float = 0.0
     istiod_peak_rss_mb: float = 0.0

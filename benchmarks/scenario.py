@@ -61,6 +61,7 @@ class Options:
     connect_spread: float = 0.0
     label_groups: int = 1
     idle_window: float = 1.0
+    reconnect: bool = True  # after the changes, every client reconnects up to date
     workdir: Path | None = None
     keep: bool = False
     quiet: bool = False
@@ -166,6 +167,10 @@ class Bench:
         result.ok = (
             result.initial.converged == opts.proxies
             and all(not p.not_converged for p in result.changes)
+            and (
+                not opts.reconnect
+                or (not result.reconnect.not_converged and not result.reconnect.responses_by_type)
+            )
             and not result.client_errors
             and result.istiod_exit_code == 0
             and result.server_side_synced == opts.proxies
@@ -226,7 +231,7 @@ class Bench:
                 result.changes.append(phase)
                 self.say(fmt_phase(phase))
 
-        # ---- the end ----------------------------------------------------------------------
+        # ---- the end of the changes: memory, and istiod's own view of the ACKs -----------
         result.istiod_rss_mb, result.istiod_peak_rss_mb = (round(v, 1) for v in istiod.rss_mb())
         result.server_side_synced = sum(
             1
@@ -236,6 +241,12 @@ class Bench:
                 r.get("sent") and r["sent"] == r.get("acked") for r in status["resources"].values()
             )
         )
+
+        # ---- reconnect: up-to-date proxies come back on new streams ---------------------------
+        if opts.reconnect and time.monotonic() + self.quiet_period < deadline:
+            result.reconnect = self._reconnect_phase(istiod, pool, deadline, result.idle_cpu_per_s)
+            self.say(fmt_phase(result.reconnect))
+            result.istiod_rss_mb, result.istiod_peak_rss_mb = (round(v, 1) for v in istiod.rss_mb())
 
     def _quiet(self, pool: ClientPool, until: float) -> None:
         """Pump until nothing has arrived for the quiet period (or `until`)."""
@@ -296,6 +307,48 @@ class Bench:
         phase.istiod_cpu_net_s = round(max(0.0, cpu - idle_rate * (t_end - t_write)), 3)
         phase.istiod_cpu_per_proxy_ms = round(phase.istiod_cpu_net_s / max(1, c.clients) * 1000, 2)
         self._debounce(istiod, phase, t_write, t_end, last_ack)
+        return phase
+
+    def _reconnect_phase(
+        self, istiod: IstiodProcess, pool: ClientPool, deadline: float, idle_rate: float
+    ) -> PhaseResult:
+        """Every client closes its stream and connection and resumes on a new one with what it
+        has (as Envoy does when istiod restarts). Up to date, each should be sent nothing: the
+        phase records what was sent anyway, and istiod's CPU for the reconnects."""
+        c = pool.collector
+        before = dict(c.reconnected)
+        cpu0 = istiod.cpu_seconds()
+        t0 = time.monotonic()
+        pool.reconnect()
+        end = min(deadline, t0 + self.opts.phase_timeout)
+        try:
+            while time.monotonic() < end:
+                pool.pump(0.02)
+                done = [i for i, t in c.reconnected.items() if t != before.get(i)]
+                if len(done) >= c.clients:
+                    break
+        finally:
+            pool.reconnected()
+        t_all = time.monotonic()
+        # Then as long as a push would take to show up: anything istiod sends now is a resend.
+        self._quiet(pool, min(deadline, max(t_all, c.last_record_at) + self.quiet_period))
+        quiet_until = time.monotonic() + self.quiet_period
+        while time.monotonic() < min(deadline, quiet_until):
+            pool.pump(0.02)
+        t_end = time.monotonic()
+        cpu = istiod.cpu_seconds() - cpu0
+        phase = PhaseResult("reconnect")
+        times = [t - t0 for i, t in c.reconnected.items() if t != before.get(i)]
+        phase.converged = len(times)
+        phase.not_converged = sorted(
+            i for i in range(c.clients) if c.reconnected.get(i) == before.get(i)
+        )
+        phase.convergence_ms = quantiles(times)  # signal → new stream's requests written
+        fill_traffic(phase, c.since(t0), c.clients)
+        phase.istiod_cpu_s = round(cpu, 3)
+        phase.duration_s = round(t_end - t0, 3)
+        phase.istiod_cpu_net_s = round(max(0.0, cpu - idle_rate * (t_end - t0)), 3)
+        phase.istiod_cpu_per_proxy_ms = round(phase.istiod_cpu_net_s / max(1, c.clients) * 1000, 2)
         return phase
 
     def _debounce(

@@ -92,6 +92,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         default=1,
         help="distinct proxy `app` labels (1: replicas of one workload)",
     )
+    p.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="skip the last phase (every client reconnects up to date; expects nothing sent)",
+    )
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--json", type=Path, default=None, help="write the full result here")
@@ -117,6 +122,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         env=env,
         connect_spread=a.connect_spread,
         label_groups=a.label_groups,
+        reconnect=not a.no_reconnect,
         workdir=a.workdir,
         keep=a.keep,
     )

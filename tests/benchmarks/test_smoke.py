@@ -116,3 +116,10 @@ def test_xds_push_smoke(api: str, tmp_path: Path) -> None:
     # The DestinationRule edit changes one cluster, whose endpoints are re-sent (warming).
     assert changes["cluster"].responses_by_type.get("CDS") == PROXIES, text
     assert set(changes["cluster"].responses_by_type) <= {"CDS", "EDS"}, text
+
+    # Up-to-date proxies that come back on new streams (as after an istiod restart) are sent
+    # nothing, SotW and Delta alike.
+    reconnect = result.reconnect
+    assert reconnect.converged == PROXIES, text
+    assert reconnect.responses_by_type == {}, text
+    assert reconnect.bytes_per_proxy["total"] == 0, text
