@@ -249,9 +249,9 @@ class AdsClient:
             again = False
             try:
                 await asyncio.wait({reader, *waiters}, return_when=asyncio.FIRST_COMPLETED)
-                again = reconnect is not None and reconnect.is_set() and not stop.is_set()
-                if again:
+                if reconnect is not None and reconnect.is_set() and not stop.is_set():
                     reconnect.clear()
+                    again = True
             finally:
                 for waiter in waiters:
                     waiter.cancel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from benchmarks.results import PhaseResult, RunResult
 
 
@@ -24,6 +26,27 @@ def fmt_phase(p: PhaseResult) -> str:
     if p.from_debounce_ms:
         s += f"  | from debounce end: {_ms(p.from_debounce_ms)}"
     return s
+
+
+def fmt_floor(p: PhaseResult) -> str:
+    return f"{p.name.removeprefix('floor-')} {p.istiod_cpu_per_proxy_ms:.3f} ms/proxy"
+
+
+def floor_ratios(r: RunResult, mode: str) -> dict[str, tuple[float, float, float | None]]:
+    """Per phase kind: (istiod CPU ms / proxy (median over rounds), floor CPU ms / proxy,
+    istiod / floor)."""
+    out: dict[str, tuple[float, float, float | None]] = {}
+    mine: dict[str, list[float]] = {"initial": [r.initial.istiod_cpu_per_proxy_ms]}
+    for p in r.changes:
+        mine.setdefault(p.name, []).append(p.istiod_cpu_per_proxy_ms)
+    for p in r.floor.get(mode, []):
+        kind = p.name.removeprefix("floor-")
+        if kind not in mine:
+            continue
+        ours = statistics.median(mine[kind])
+        floor = p.istiod_cpu_per_proxy_ms
+        out[kind] = (ours, floor, round(ours / floor, 2) if floor > 0 else None)
+    return out
 
 
 def _bytes_by_type(p: PhaseResult) -> str:
@@ -75,6 +98,13 @@ def report(r: RunResult) -> str:
             f"{rc.bytes_per_proxy.get('total', 0):,.0f} bytes in all; istiod CPU "
             f"{rc.istiod_cpu_s:.3f}s = {rc.istiod_cpu_per_proxy_ms:.2f} ms per proxy"
         )
+    for mode in r.floor:
+        parts = []
+        for kind, (ours, floor, ratio) in floor_ratios(r, mode).items():
+            shown = f"{ratio:.1f}x" if ratio is not None else "-"
+            parts.append(f"{kind} {ours:.2f} / {floor:.3f} ms = {shown}")
+        how = "one serialization per push" if mode == "shared" else "serialize per stream"
+        lines.append(f"floor ({mode}: {how}): istiod / floor CPU per proxy: " + "; ".join(parts))
     full = [p.istiod_cpu_per_proxy_ms for p in r.changes if p.name == "route"]
     if full:
         lines.append(

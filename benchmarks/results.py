@@ -70,6 +70,10 @@ class RunResult:
     # Every client reconnects up to date after the changes: what istiod sent them (should be
     # nothing) and its CPU for the reconnects.
     reconnect: PhaseResult = field(default_factory=lambda: PhaseResult("reconnect"))
+    # The floor (SotW): the same clients against a server that only serializes and writes
+    # istiod's own responses, per mode ("stream", "shared"); the `istiod_*` fields of these
+    # phases hold the floor server's CPU.
+    floor: dict[str, list[PhaseResult]] = field(default_factory=dict)
     idle_cpu_per_s: float = 0.0
     istiod_rss_mb: float = 0.0
     istiod_peak_rss_mb: float = 0.0

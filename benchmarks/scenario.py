@@ -31,9 +31,10 @@ from pathlib import Path
 from benchmarks.adsclient import client_specs
 from benchmarks.adspool import ClientPool, Collector
 from benchmarks.changes import CHANGE_FILES, CHANGES, atomic_write, write_initial
+from benchmarks.floor import FloorServer, fetch_responses
 from benchmarks.istiod_proc import IstiodProcess, wall_to_monotonic_offset
 from benchmarks.render import render_to, resolve_template
-from benchmarks.report import fmt_phase
+from benchmarks.report import fmt_floor, fmt_phase
 from benchmarks.results import (
     PhaseResult,
     RunResult,
@@ -62,6 +63,10 @@ class Options:
     label_groups: int = 1
     idle_window: float = 1.0
     reconnect: bool = True  # after the changes, every client reconnects up to date
+    # SotW only: after istiod, the same clients against the floor (benchmarks.floor), an
+    # ideal server that only serializes and writes istiod's own responses; modes: "stream"
+    # (serialize per stream), "shared" (one serialization per push, same bytes to all).
+    floor: tuple[str, ...] = ("stream", "shared")
     workdir: Path | None = None
     keep: bool = False
     quiet: bool = False
@@ -90,6 +95,7 @@ class Bench:
         self.debounce_after = go_duration(env_debounce) if env_debounce else 0.1
         self.quiet_period = self.debounce_after + 0.4
         self.offset = wall_to_monotonic_offset()
+        self.floor_responses: dict[str, bytes] = {}
 
     def run(self) -> RunResult:
         """Set up, run the phases, and always tear down (workers, istiod, the run directory)."""
@@ -154,6 +160,12 @@ class Bench:
                 own_tmp.cleanup()
             elif own_tmp is not None:
                 self.say(f"kept {workdir}")
+        if self.floor_responses:
+            for mode in opts.floor:
+                if time.monotonic() + 10 > deadline:
+                    break
+                result.floor[mode] = self._floor_run(mode, deadline)
+                self.say(f"floor ({mode}): " + ", ".join(fmt_floor(p) for p in result.floor[mode]))
         collector = pool.collector
         result.client_cpu_s = round(pool.cpu_seconds, 2)
         result.client_errors = [f"client {e.client}: {e.detail}" for e in collector.errors][:20]
@@ -174,6 +186,11 @@ class Bench:
             and not result.client_errors
             and result.istiod_exit_code == 0
             and result.server_side_synced == opts.proxies
+            and all(
+                p.converged == opts.proxies and not p.not_converged
+                for phases in result.floor.values()
+                for p in phases
+            )
         )
         return result
 
@@ -247,6 +264,11 @@ class Bench:
             result.reconnect = self._reconnect_phase(istiod, pool, deadline, result.idle_cpu_per_s)
             self.say(fmt_phase(result.reconnect))
             result.istiod_rss_mb, result.istiod_peak_rss_mb = (round(v, 1) for v in istiod.rss_mb())
+
+        # ---- what the floor will serve: istiod's own responses to one of these proxies -----
+        if opts.floor and opts.api == "sotw" and time.monotonic() + 10 < deadline:
+            spec = client_specs(1, opts.label_groups)[0]
+            self.floor_responses = fetch_responses(istiod.grpc, spec, timeout=30)
 
     def _quiet(self, pool: ClientPool, until: float) -> None:
         """Pump until nothing has arrived for the quiet period (or `until`)."""
@@ -350,6 +372,70 @@ class Bench:
         phase.istiod_cpu_net_s = round(max(0.0, cpu - idle_rate * (t_end - t0)), 3)
         phase.istiod_cpu_per_proxy_ms = round(phase.istiod_cpu_net_s / max(1, c.clients) * 1000, 2)
         return phase
+
+    def _floor_run(self, mode: str, deadline: float) -> list[PhaseResult]:
+        """The same clients against the floor server: the initial sync, then one push of each
+        change kind (same types and bytes as istiod's), each measured like istiod's phases:
+        the server's CPU from the push until every client has ACKed and all is quiet."""
+        opts = self.opts
+        floor = FloorServer(shared_bytes=mode == "shared")
+        pool = ClientPool(opts.proxies)
+        phases: list[PhaseResult] = []
+        try:
+            floor.start(self.floor_responses, timeout=30)
+            pool.start(
+                client_specs(opts.proxies, opts.label_groups),
+                floor.target,
+                False,
+                opts.workers,
+                deadline,
+                0.0,
+                ready_by=min(deadline, time.monotonic() + 60),
+            )
+            c = pool.collector
+            cpu0, t0 = floor.cpu_seconds(), time.monotonic()
+            pool.go()
+            end = min(deadline, t0 + opts.phase_timeout)
+            while len(c.synced) < opts.proxies and time.monotonic() < end:
+                pool.pump(0.02)
+            self._quiet(pool, end)
+            initial = self._initial_phase(c, t0, time.monotonic(), floor.cpu_seconds() - cpu0)
+            initial.name = "floor-initial"
+            initial.istiod_cpu_per_proxy_ms = round(
+                initial.istiod_cpu_s / max(1, opts.proxies) * 1000, 2
+            )
+            phases.append(initial)
+            for kind in ("route", "cluster", "endpoint"):
+                if time.monotonic() + self.quiet_period > deadline:
+                    break
+                cpu0, t0 = floor.cpu_seconds(), time.monotonic()
+                floor.push(kind, timeout=max(1.0, min(60.0, deadline - t0)))
+                end = min(deadline, t0 + opts.phase_timeout)
+                while time.monotonic() < end:
+                    pool.pump(0.02)
+                    heard = {r.client for r in c.since(t0)}
+                    quiet = time.monotonic() - max(c.last_record_at, t0)
+                    if len(heard) >= c.clients and quiet >= self.quiet_period:
+                        break
+                cpu = floor.cpu_seconds() - cpu0
+                records = c.since(t0)
+                last_ack: dict[int, float] = {}
+                for r in records:
+                    last_ack[r.client] = max(last_ack.get(r.client, 0.0), r.acked)
+                phase = PhaseResult(f"floor-{kind}")
+                phase.converged = len(last_ack)
+                phase.not_converged = sorted(set(range(c.clients)) - set(last_ack))
+                phase.convergence_ms = quantiles([t - t0 for t in last_ack.values()])
+                fill_traffic(phase, records, c.clients)
+                phase.istiod_cpu_s = phase.istiod_cpu_net_s = round(cpu, 3)
+                phase.istiod_cpu_per_proxy_ms = round(cpu / max(1, c.clients) * 1000, 3)
+                phase.duration_s = round(time.monotonic() - t0, 3)
+                phases.append(phase)
+        finally:
+            pool.stop()
+            pool.close()
+            floor.stop()
+        return phases
 
     def _debounce(
         self,

@@ -97,6 +97,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         action="store_true",
         help="skip the last phase (every client reconnects up to date; expects nothing sent)",
     )
+    p.add_argument(
+        "--floor",
+        default="stream,shared",
+        help="SotW: then the same clients against the floor server (benchmarks.floor), modes "
+        "stream (serialize per stream) and/or shared (same bytes to all); '' to skip",
+    )
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     p.add_argument("--json", type=Path, default=None, help="write the full result here")
@@ -123,6 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         connect_spread=a.connect_spread,
         label_groups=a.label_groups,
         reconnect=not a.no_reconnect,
+        floor=tuple(x for x in a.floor.split(",") if x),
         workdir=a.workdir,
         keep=a.keep,
     )

@@ -123,3 +123,14 @@ def test_xds_push_smoke(api: str, tmp_path: Path) -> None:
     assert reconnect.converged == PROXIES, text
     assert reconnect.responses_by_type == {}, text
     assert reconnect.bytes_per_proxy["total"] == 0, text
+
+    # SotW: the same clients against the floor server, both modes, every phase reached all.
+    if api == "sotw":
+        assert set(result.floor) == {"stream", "shared"}, text
+        for phases in result.floor.values():
+            names = [p.name for p in phases]
+            assert names == ["floor-initial", "floor-route", "floor-cluster", "floor-endpoint"]
+            assert all(p.converged == PROXIES for p in phases), text
+        assert "istiod / floor CPU per proxy" in text
+    else:
+        assert result.floor == {}
