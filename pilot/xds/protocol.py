@@ -69,6 +69,9 @@ class WatchState:
     # Delta: nonce → names carried by that response (to attribute ACK/NACK).
     outstanding: dict[str, tuple[str, ...]] = field(default_factory=dict)
     requests: int = 0
+    # SotW: a comparable form of the `resource_names` list (in the client's order) of the last
+    # request that set `names`, so an ACK repeating the list is recognised by one comparison.
+    names_key: object = None
     # Derived from `names`, built on first use and dropped by `names_changed()`.
     _frozen: frozenset[str] | None = None
     _by_host: dict[str, tuple[str, ...]] | None = None
@@ -141,15 +144,19 @@ def classify_sotw(
     error_message: str = "",
     error_code: int = 0,
     now: float | None = None,
+    names_key: object = None,
 ) -> tuple[WatchState, Decision]:
-    """Classify one SotW DiscoveryRequest and update (or create) the watch state."""
+    """Classify one SotW DiscoveryRequest and update (or create) the watch state.
+    `names_key`, if given, is any value that compares equal exactly when two requests carry
+    the same list of names in the same order (the connection passes the request message
+    stripped down to its names: compared at C speed)."""
     at = time.monotonic() if now is None else now
     if (
         state is not None
         and nonce
         and nonce == state.nonce_sent
         and not (error_message or error_code)
-        and _same_names(state, names)
+        and _same_names(state, names, names_key)
     ):
         # The common case, an ACK of the latest response for the same subscription: no set
         # arithmetic over (possibly thousands of) names.
@@ -165,6 +172,7 @@ def classify_sotw(
         state = WatchState(type_url=type_url)
         state.wildcard = _is_wildcard_request(type_url, requested, first=True)
         state.names = requested - {WILDCARD_NAME}
+        state.names_key = names_key
         state.requests = 1
         return state, Decision(RequestKind.INITIAL, True, state.frozen_names())
     state.requests += 1
@@ -200,6 +208,7 @@ def classify_sotw(
     if added or removed:
         state.names = requested
         state.names_changed()
+    state.names_key = names_key
     for name in removed:
         state.sent.pop(name, None)
     respond = bool(added) or wildcard_changed or (not nonce) or bool(state.force)
@@ -208,13 +217,21 @@ def classify_sotw(
     return state, Decision(kind, respond, added, removed)
 
 
-def _same_names(state: WatchState, names: Iterable[str]) -> bool:
-    """Whether a request names exactly the current subscription (C-speed set checks)."""
+def _same_names(state: WatchState, names: Iterable[str], key: object = None) -> bool:
+    """Whether a request names exactly the current subscription: the same encoded list as the
+    request that set it (one bytes comparison: Envoy repeats its list in the same order), or
+    else C-speed set checks."""
     if state.wildcard:
         return False
+    if key is not None and key == state.names_key:
+        return True
     if not isinstance(names, Sized) or len(names) != len(state.names):
         return False
-    return state.names.issuperset(names)
+    if state.names.issuperset(names):
+        state.names_key = key
+        return True
+    return False
+
 
 
 def classify_delta(

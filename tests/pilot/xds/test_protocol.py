@@ -175,3 +175,38 @@ def test_delta_unsubscribe_forgets_sent_version() -> None:
 def test_delta_first_request_with_star_is_wildcard(type_url: str) -> None:
     state, _ = delta(None, type_url, sub=["*"])
     assert state.wildcard and not state.names
+
+
+def test_names_key_recognises_a_repeated_list_and_never_hides_a_change() -> None:
+    """The connection passes a comparable form of the request's names; an ACK repeating the
+    list is matched by it, and a list with other names (same length) is still seen."""
+    names = [f"c{i}" for i in range(20)]
+    state, _ = classify_sotw(
+        None, type_url=EDS, names=names, nonce="", version="", names_key=tuple(names), now=1.0
+    )
+    sent(state, "n1", "v1")
+    state, d = classify_sotw(
+        state, type_url=EDS, names=names, nonce="n1", version="v1", names_key=tuple(names)
+    )
+    assert d.kind is RequestKind.ACK and not d.respond
+    swapped = [*names[:-1], "c99"]
+    state, d = classify_sotw(
+        state, type_url=EDS, names=swapped, nonce="n1", version="v1", names_key=tuple(swapped)
+    )
+    assert d.kind is RequestKind.ACK and d.respond
+    assert d.added == {"c99"} and d.removed == {"c19"}
+    assert state.names_key == tuple(swapped)
+    # A NACK does not change the subscription, nor the key.
+    sent(state, "n2", "v2")
+    state, d = classify_sotw(
+        state,
+        type_url=EDS,
+        names=names,
+        nonce="n2",
+        version="v1",
+        error_message="bad",
+        error_code=13,
+        names_key=tuple(names),
+    )
+    assert d.kind is RequestKind.NACK
+    assert state.names_key == tuple(swapped)
