@@ -170,9 +170,9 @@ class DiscoveryServer:
             stream.pending = request
             stream.inbox.put_nowait(_PUSH)
             try:
-                await asyncio.wait_for(
-                    stream.push_done.wait(), timeout=self.settings.push_send_timeout
-                )
+                # asyncio.timeout, not wait_for: no extra task per proxy per push.
+                async with asyncio.timeout(self.settings.push_send_timeout):
+                    await stream.push_done.wait()
             except TimeoutError:
                 log.warning("push to %s is slow; moving on", conn_id)
             finally:
