@@ -128,6 +128,78 @@ def tables(rows: Sequence[Row]) -> str:
                     cell((p["istiod_cpu_per_proxy_ms"] for p in phases), "{:.2f}"),
                 ],
             )
+    head(
+        "**Reconnect** (every proxy drops its stream and connection and resumes up to date; "
+        "istiod should send nothing)",
+        ["responses sent", "bytes sent", "istiod CPU ms / proxy"],
+    )
+    for k in keys:
+        phases = [r["reconnect"] for r in groups[k] if r.get("reconnect", {}).get("converged")]
+        if not phases:
+            continue
+        line(
+            k,
+            [
+                cell((sum(p["responses_by_type"].values()) for p in phases), "{:,.0f}"),
+                cell((p["bytes_per_proxy"]["total"] for p in phases), "{:,.0f}"),
+                cell((p["istiod_cpu_per_proxy_ms"] for p in phases), "{:.2f}"),
+            ],
+        )
+
+    head(
+        "**The floor** (SotW: the same clients against a server that only serializes and "
+        "writes istiod's own responses; CPU ms per proxy, and istiod / floor)",
+        [
+            "phase",
+            "istiod",
+            "floor (serialize per stream)",
+            "istiod / floor",
+            "floor (one serialization per push)",
+            "istiod / floor",
+        ],
+    )
+    for k in keys:
+        rs = [r for r in groups[k] if r.get("floor")]
+        if not rs:
+            continue
+        for kind in ("initial", *CHANGES):
+            ours: list[float | None] = []
+            floors: dict[str, list[float | None]] = {"stream": [], "shared": []}
+            ratios: dict[str, list[float | None]] = {"stream": [], "shared": []}
+            for r in rs:
+                mine = (
+                    [r["initial"]["istiod_cpu_per_proxy_ms"]]
+                    if kind == "initial"
+                    else [p["istiod_cpu_per_proxy_ms"] for p in r["changes"] if p["name"] == kind]
+                )
+                if not mine:
+                    continue
+                m = statistics.median(mine)
+                ours.append(m)
+                for mode in floors:
+                    f = next(
+                        (
+                            p["istiod_cpu_per_proxy_ms"]
+                            for p in r["floor"].get(mode, [])
+                            if p["name"] == f"floor-{kind}"
+                        ),
+                        None,
+                    )
+                    floors[mode].append(f)
+                    ratios[mode].append(m / f if f else None)
+            if not ours:
+                continue
+            line(
+                k,
+                [
+                    kind,
+                    cell(ours, "{:.2f}"),
+                    cell(floors["stream"], "{:.2f}"),
+                    cell(ratios["stream"], "{:.1f}x"),
+                    cell(floors["shared"], "{:.2f}"),
+                    cell(ratios["shared"], "{:.1f}x"),
+                ],
+            )
     return "\n".join(out)
 
 

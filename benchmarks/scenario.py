@@ -19,6 +19,7 @@ run is bounded by `timeout`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -96,6 +97,7 @@ class Bench:
         self.quiet_period = self.debounce_after + 0.4
         self.offset = wall_to_monotonic_offset()
         self.floor_responses: dict[str, bytes] = {}
+        self.floor_cpu_s = 0.0  # the floor servers' and their clients' CPU (not "other")
 
     def run(self) -> RunResult:
         """Set up, run the phases, and always tear down (workers, istiod, the run directory)."""
@@ -174,7 +176,15 @@ class Bench:
         result.system_busy_cpu_s = round(system_busy_seconds() - busy0, 2)
         own = sum(os.times()[:2]) - self_cpu0
         result.other_cpu_s = round(
-            max(0.0, result.system_busy_cpu_s - istiod_cpu_total - result.client_cpu_s - own), 2
+            max(
+                0.0,
+                result.system_busy_cpu_s
+                - istiod_cpu_total
+                - result.client_cpu_s
+                - own
+                - self.floor_cpu_s,
+            ),
+            2,
         )
         result.ok = (
             result.initial.converged == opts.proxies
@@ -434,7 +444,10 @@ class Bench:
         finally:
             pool.stop()
             pool.close()
+            with contextlib.suppress(Exception):
+                self.floor_cpu_s += floor.cpu_seconds()
             floor.stop()
+            self.floor_cpu_s += pool.cpu_seconds
         return phases
 
     def _debounce(
