@@ -246,7 +246,7 @@ class Connection:
             ]
             if not to_send and not (reason == "request" and state.nonce_sent == ""):
                 return []
-        changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
+        changed = self._changed(state, to_send)
         if shared is not None and len(to_send) == len(shared) and only is None:
             # The whole shared set: every stream of this push gets the same bytes object.
             to_send = shared
@@ -288,7 +288,7 @@ class Connection:
         if not to_send and not removed and not answer_empty:
             state.force.clear()
             return []
-        changed = [r.name for r in to_send if state.sent.get(r.name) != r.version]
+        changed = self._changed(state, to_send)
         if only is None:
             version = (
                 resources.version
@@ -319,6 +319,19 @@ class Connection:
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
+
+    def _changed(self, state: WatchState, to_send: Sequence[BuiltResource]) -> list[str]:
+        """The clusters among `to_send` whose version differs from what the stream has: their
+        load assignments are re-sent (warming). Only CDS needs it, and only with EDS watched."""
+        if state.type_url != typeurls.CLUSTER or typeurls.ENDPOINT not in self.watches:
+            return []
+        sent = state.sent
+        if not sent:
+            return [r.name for r in to_send]
+        if isinstance(to_send, ResourceSet):
+            # Dict item views compare at C speed: only the differing pairs reach Python.
+            return [name for name, _ in to_send.versions.items() - sent.items()]
+        return [r.name for r in to_send if sent.get(r.name) != r.version]
 
     def _after_send(self, type_url: str, changed: list[str]) -> None:
         if type_url != typeurls.CLUSTER or not changed:

@@ -77,7 +77,7 @@ class ResourceSet(Sequence[BuiltResource]):
 
     def versions_copy(self) -> VersionMap:
         """What a stream records as sent after receiving the whole set."""
-        return VersionMap(self._versions.items(), self.total)
+        return VersionMap(self._versions, self.total)  # from a dict: a C-level copy
 
     def sotw_body(self) -> bytes:
         """The `resources` fields of a DiscoveryResponse carrying the whole set."""

@@ -10,7 +10,7 @@ one serialization and a thousand joins.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import any_pb2
@@ -166,7 +166,11 @@ class VersionMap(dict[str, str]):
 
     __slots__ = ("total",)
 
-    def __init__(self, items: Iterable[tuple[str, str]] | None = None, total: int | None = None):
+    def __init__(
+        self,
+        items: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        total: int | None = None,
+    ):
         super().__init__(items or ())
         self.total = (
             total if total is not None else sum(pair_hash(k, v) for k, v in dict.items(self))
