@@ -233,7 +233,6 @@ def _same_names(state: WatchState, names: Iterable[str], key: object = None) -> 
     return False
 
 
-
 def classify_delta(
     state: WatchState | None,
     *,
