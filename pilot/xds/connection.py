@@ -30,6 +30,7 @@ from pilot.model.proxy_view import ProxyView, proxy_view
 from pilot.model.push_context import PushContext
 from pilot.model.push_request import PushRequest
 from pilot.xds.generators.base import Generator
+from pilot.xds.observer import Acked, Nacked, Sent, XdsEvents
 from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
 from pilot.xds.proxy_dependencies import proxy_needs_push
 from pilot.xds.resource_set import ResourceSet
@@ -79,6 +80,7 @@ class Connection:
         delta: bool,
         generators: Mapping[str, Generator],
         push_context: Callable[[], PushContext],
+        events: XdsEvents | None = None,
     ) -> None:
         self.id = conn_id
         self.proxy = proxy
@@ -89,6 +91,9 @@ class Connection:
         self._generators = generators
         self._push_context = push_context
         self._nonce_counter = 0
+        self.events = events if events is not None else XdsEvents()
+        # The push being answered while on_push runs (reported with each response it causes).
+        self._push_request: PushRequest | None = None
 
     # ---- requests ---------------------------------------------------------------------
 
@@ -144,6 +149,8 @@ class Connection:
         """Keep the new watch state, and log (and count) what the request was."""
         type_url = state.type_url
         self.watches[type_url] = state
+        if self.events and decision.kind in (RequestKind.ACK, RequestKind.NACK):
+            self._report(state, decision, nonce)
         if decision.kind is RequestKind.NACK:
             self.stats.nacks += 1
             log.warning(
@@ -166,6 +173,27 @@ class Connection:
                 decision.respond,
             )
 
+    def _report(self, state: WatchState, decision: Decision, nonce: str) -> None:
+        at = time.time()
+        if decision.kind is RequestKind.ACK:
+            version = state.version_acked if nonce == state.nonce_acked else ""
+            self.events.acked(self, Acked(state.type_url, nonce, version, at))
+            return
+        nack = state.nack
+        names = (nack.names if nack is not None else ()) or state.outstanding.get(nonce, ())
+        self.events.nacked(
+            self,
+            Nacked(
+                state.type_url,
+                nonce,
+                nack.version if nack is not None else "",
+                nack.message if nack is not None else "",
+                nack.code if nack is not None else 0,
+                tuple(names),
+                at,
+            ),
+        )
+
     # ---- pushes ------------------------------------------------------------------------
 
     def on_push(self, req: PushRequest) -> list[bytes]:
@@ -175,6 +203,14 @@ class Connection:
             return []
         self.stats.pushes += 1
         out: list[bytes] = []
+        self._push_request = req
+        try:
+            self._push_types(view, req, out)
+        finally:
+            self._push_request = None
+        return out
+
+    def _push_types(self, view: ProxyView, req: PushRequest, out: list[bytes]) -> None:
         for type_url in typeurls.PUSH_ORDER:
             state = self.watches.get(type_url)
             generator = self._generators.get(type_url)
@@ -187,7 +223,6 @@ class Connection:
                 out.extend(self._respond_delta(view, state, reason="push", only=only))
             else:
                 out.extend(self._respond_sotw(view, state, frozenset(), "", "push", only))
-        return out
 
     # ---- response building -------------------------------------------------------------
 
@@ -261,7 +296,7 @@ class Connection:
             for r in to_send:
                 state.sent[r.name] = r.version
         state.force.clear()
-        self._record_send(state, nonce, version, to_send, 0, payload, reason)
+        self._record_send(state, nonce, version, to_send, (), payload, reason)
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -315,7 +350,7 @@ class Connection:
             # Keep the attribution map bounded: drop the oldest entries.
             for old in list(state.outstanding)[: len(state.outstanding) - 64]:
                 del state.outstanding[old]
-        self._record_send(state, nonce, version, to_send, len(removed), payload, reason)
+        self._record_send(state, nonce, version, to_send, removed, payload, reason)
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -346,14 +381,37 @@ class Connection:
         nonce: str,
         version: str,
         sent: Sequence[BuiltResource],
-        removed: int,
+        removed_names: Sequence[str],
         payload: bytes,
         reason: str,
     ) -> None:
+        removed = len(removed_names)
         state.nonce_sent = nonce
         state.last_sent_at = time.time()
         self.stats.responses += 1
         self.stats.bytes_sent += len(payload)
+        if not self.delta:
+            # What each SotW response carried, to attribute a NACK (Delta keeps its own).
+            names = sent.names() if isinstance(sent, ResourceSet) else tuple(r.name for r in sent)
+            state.outstanding[nonce] = names
+            if len(state.outstanding) > 8:
+                del state.outstanding[next(iter(state.outstanding))]
+        if self.events:
+            carried = sent.names() if isinstance(sent, ResourceSet) else tuple(r.name for r in sent)
+            self.events.sent(
+                self,
+                Sent(
+                    state.type_url,
+                    nonce,
+                    version,
+                    carried,
+                    tuple(removed_names),
+                    len(payload),
+                    reason,
+                    self._push_request if reason == "push" else None,
+                    state.last_sent_at,
+                ),
+            )
         record = SendRecord(
             state.type_url, nonce, version, len(sent), len(payload), removed, reason
         )

@@ -29,7 +29,7 @@ from pilot.xds.wire import (
 class ResourceSet(Sequence[BuiltResource]):
     """Resources unique by name, in the generator's order. Immutable; share freely."""
 
-    __slots__ = ("_body", "_payloads", "_resources", "_versions", "total", "version")
+    __slots__ = ("_body", "_names", "_payloads", "_resources", "_versions", "total", "version")
 
     def __init__(self, resources: Iterable[BuiltResource]) -> None:
         unique: list[BuiltResource] = []
@@ -45,6 +45,7 @@ class ResourceSet(Sequence[BuiltResource]):
         self.total = total  # the sum of the pair hashes: the set version, see wire.set_version
         self.version = version_of(total)
         self._body: bytes | None = None
+        self._names: tuple[str, ...] | None = None
         self._payloads: dict[tuple[str, str, str], bytes] = {}
 
     @classmethod
@@ -67,6 +68,7 @@ class ResourceSet(Sequence[BuiltResource]):
         out.total = sum(p.total for p in parts)
         out.version = version_of(out.total)
         out._body = None
+        out._names = None
         out._payloads = {}
         return out
 
@@ -74,6 +76,12 @@ class ResourceSet(Sequence[BuiltResource]):
     def versions(self) -> Mapping[str, str]:
         """name → version, read-only (copy it to keep as a stream's state)."""
         return MappingProxyType(self._versions)
+
+    def names(self) -> tuple[str, ...]:
+        """The resource names in order (computed once per set)."""
+        if self._names is None:
+            self._names = tuple(self._versions)
+        return self._names
 
     def versions_copy(self) -> VersionMap:
         """What a stream records as sent after receiving the whole set."""

@@ -33,6 +33,7 @@ from pilot.xds.debounce import Debouncer, DebounceSettings
 from pilot.xds.generators import default_generators, generators_for
 from pilot.xds.generators.base import Generator
 from pilot.xds.generators.verify import verifying
+from pilot.xds.observer import XdsEvents
 from pilot.xds.push_queue import PushQueue
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.errors import AuthenticationError
@@ -87,6 +88,8 @@ class DiscoveryServer:
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._debouncer: Debouncer | None = None
+        # Sends, ACKs, NACKs, connects and disconnects, for observers (pilot/xds/observer.py).
+        self.events = XdsEvents()
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -294,10 +297,17 @@ class DiscoveryServer:
         if self.settings.verify_cache:
             generators = verifying(generators)
         connection = Connection(
-            conn_id, proxy, context.peer(), delta, generators, lambda: self.push_context
+            conn_id,
+            proxy,
+            context.peer(),
+            delta,
+            generators,
+            lambda: self.push_context,
+            self.events,
         )
         stream = _Stream(connection, inbox)
         self._streams[conn_id] = stream
+        self.events.connected(connection)
         log.info(
             "ADS: new %s connection for node:%s (%s) peer:%s%s",
             "delta" if delta else "sotw",
@@ -330,4 +340,5 @@ class DiscoveryServer:
         self._streams.pop(conn.id, None)
         self._queue.remove(conn.id)
         stream.push_done.set()
+        self.events.disconnected(conn)
         log.info("ADS: %s closed (node:%s)", conn.id, conn.proxy.id)
