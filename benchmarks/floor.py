@@ -53,7 +53,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from benchmarks.adsclient import CDS, EDS, LDS, RDS, SHORT, SOTW_METHOD, ClientSpec, node_for
 from benchmarks.adsparse import eds_service_name, first_string_field, listener_route_names
-from benchmarks.sovereign_proc import pid_cpu_seconds
+from benchmarks.procs import pid_cpu_seconds, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TYPE_URLS = {short: url for url, short in SHORT.items()}
@@ -420,13 +420,7 @@ class FloorServer:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
         proc, code = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            terminate(proc, timeout)
             for pipe in (proc.stdin, proc.stdout):
                 with contextlib.suppress(OSError):
                     if pipe is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,9 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.procs import http_ok, pid_cpu_seconds, pid_memory_mb, terminate
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _LISTENING = re.compile(r"^listening\s+(\S+)\s+(\S+:\d+)\s*$", re.MULTILINE)
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 _LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6})Z\t(\w+)\t(\S+)\t(.*)$")
 
 
@@ -130,11 +130,7 @@ class IstiodProcess:
             raise
 
     def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.http}/ready", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.http}/ready")
 
     def get_json(self, path: str, timeout: float = 30.0) -> Any:
         with urllib.request.urlopen(f"{self.http}{path}", timeout=timeout) as resp:
@@ -145,14 +141,7 @@ class IstiodProcess:
         proc = self._proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
+        return terminate(proc, timeout)
 
     @property
     def running(self) -> bool:
@@ -162,18 +151,11 @@ class IstiodProcess:
 
     def cpu_seconds(self) -> float:
         """user+sys CPU seconds of the whole process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # after the ")": state is field 3, utime 14, stime 15 (1-based) → indexes 11, 12.
-        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        return pid_cpu_seconds(self.pid)
 
     def rss_mb(self) -> tuple[float, float]:
         """(current RSS, peak RSS) in MiB."""
-        values: dict[str, float] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[key] = int(rest.split()[0]) / 1024
-        return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+        return pid_memory_mb(self.pid)
 
     def tail(self, lines: int = 30) -> str:
         try:

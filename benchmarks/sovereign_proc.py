@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from benchmarks.procs import free_port, http_ok, pid_cpu_seconds, pid_memory_mb, tree_pids
+
 BENCH_DIR = Path(__file__).resolve().parent
 VENV = BENCH_DIR / ".venv-sovereign"
 SOVEREIGN_SPEC = "sovereign==0.32.*"
@@ -35,7 +36,6 @@ SOVEREIGN_SPEC = "sovereign==0.32.*"
 # httptools (uvicorn's C HTTP parser instead of h11). Installed by default so sovereign runs
 # at its best; `--sovereign-extras ''` gives the plain install.
 DEFAULT_EXTRAS = ("orjson", "httptools")
-_CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The type names sovereign serves at POST /v3/discovery:{type}.
 REST_TYPES = {"CDS": "clusters", "RDS": "routes"}
@@ -170,52 +170,6 @@ def write_config(workdir: Path, resources: Mapping[str, Path]) -> Path:
     return config
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def tree_pids(root: int) -> list[int]:
-    """`root` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, ()))
-    return out
-
-
-def pid_cpu_seconds(pid: int) -> float:
-    """user+sys of one process (all its threads) so far; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
-
-
-def pid_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 class SovereignProcess:
     """`sovereign` (gunicorn master + `workers` uvicorn workers) on 127.0.0.1:<free port>."""
 
@@ -297,11 +251,7 @@ class SovereignProcess:
             raise
 
     def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/healthcheck", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.url}/healthcheck")
 
     def post(self, rest_type: str, body: bytes, timeout: float = 60.0) -> bytes:
         request = urllib.request.Request(
@@ -320,7 +270,7 @@ class SovereignProcess:
         return sum(pid_cpu_seconds(p) for p in self.pids)
 
     def rss_mb(self) -> float:
-        return sum(pid_rss_mb(p) for p in self.pids)
+        return sum(pid_memory_mb(p)[0] for p in self.pids)
 
     def check_workers(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
