@@ -11,8 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from istioctl import cmd_bootstrap, cmd_validate
+from istioctl.proxyconfig import command as cmd_proxy_config
 
-_COMMANDS = (cmd_validate, cmd_bootstrap)
+_COMMANDS = (cmd_validate, cmd_bootstrap, cmd_proxy_config)
 
 
 def build_parser() -> argparse.ArgumentParser:
