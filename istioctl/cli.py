@@ -11,9 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from istioctl import cmd_bootstrap, cmd_validate
+from istioctl.analyze import command as cmd_analyze
 from istioctl.proxyconfig import command as cmd_proxy_config
 
-_COMMANDS = (cmd_validate, cmd_bootstrap, cmd_proxy_config)
+_COMMANDS = (cmd_validate, cmd_bootstrap, cmd_proxy_config, cmd_analyze)
 
 
 def build_parser() -> argparse.ArgumentParser:
