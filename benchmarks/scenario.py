@@ -475,7 +475,8 @@ class Bench:
         if event is not None:
             phase.watch_delay_ms = round((event.wall - self.offset - t_write) * 1000, 2)
         if pushing is not None:
-            m = re.search(r"built in ([\d.]+)ms", pushing.message)
+            # "XDS: Pushing ... build_ms=12.3" (pilot/xds/push_log.py; older: "built in 12.3ms")
+            m = re.search(r"(?:build_ms=|built in )([\d.]+)", pushing.message)
             phase.push_build_ms = float(m.group(1)) if m else None
         if stable is not None:
             t_stable = stable.wall - self.offset

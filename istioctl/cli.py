@@ -12,9 +12,18 @@ from collections.abc import Sequence
 
 from istioctl import cmd_bootstrap, cmd_validate
 from istioctl.analyze import command as cmd_analyze
+from istioctl.experimental import command as cmd_experimental
 from istioctl.proxyconfig import command as cmd_proxy_config
+from istioctl.proxystatus import command as cmd_proxy_status
 
-_COMMANDS = (cmd_validate, cmd_bootstrap, cmd_proxy_config, cmd_analyze)
+_COMMANDS = (
+    cmd_validate,
+    cmd_bootstrap,
+    cmd_proxy_config,
+    cmd_proxy_status,
+    cmd_analyze,
+    cmd_experimental,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,9 @@ It is the `PushInputsSource` of the DiscoveryServer and turns store events into 
 registry kinds (ServiceEntry, WorkloadEntry, Service, EndpointSlice) rebuild the registry
 snapshot and push either the changed services (full) or only their endpoints (EDS); every
 other kind pushes its own ConfigKey with reason `config`.
+
+Objects are read through `LastGood` (pilot/config/last_good.py): a version a proxy rejected is
+replaced by its last accepted one; `reject` records such a rejection and pushes the change.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+from pilot.config.last_good import LastGood, Rejection
 from pilot.config.store import ConfigEvent, ConfigStore
 from pilot.model.endpoint import EndpointIndex
 from pilot.model.jwks import JwksSnapshot
@@ -19,7 +24,7 @@ from pilot.model.push_context import PushInputs
 from pilot.model.push_request import PushRequest, TriggerReason
 from pilot.serviceregistry.aggregate import REGISTRY_KINDS, RegistrySnapshot, build_registry, diff
 from pkg.config.mesh import MeshConfig
-from pkg.config.model import ConfigKey, Kind
+from pkg.config.model import Config, ConfigKey, Kind
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,8 @@ class Environment:
         self.store = store
         self.mesh = mesh
         self.domain_suffix = domain_suffix
+        # The store's objects with proxy-rejected versions replaced by their last good ones.
+        self.last_good = LastGood(store)
         self.registry = RegistrySnapshot()
         self._endpoints: EndpointIndex | None = None
         self._on_push: Callable[[PushRequest], None] | None = None
@@ -43,7 +50,7 @@ class Environment:
     def rebuild_registry(self) -> RegistrySnapshot:
         old = self.registry
         self.registry = build_registry(
-            self.store.by_kind(), self.domain_suffix, self.mesh.trust_domain
+            self.last_good.by_kind(), self.domain_suffix, self.mesh.trust_domain
         )
         self._endpoints = None
         return old
@@ -52,7 +59,7 @@ class Environment:
 
     def push_inputs(self) -> PushInputs:
         return PushInputs(
-            configs=self.store.by_kind(),
+            configs=self.last_good.by_kind(),
             services=self.registry.services,
             endpoints=self.endpoint_index(),
             mesh=self.mesh,
@@ -67,7 +74,19 @@ class Environment:
 
     # ---- change intake -----------------------------------------------------------------
 
+    def reject(self, config: Config[Any], rejection: Rejection) -> bool:
+        """A proxy rejected this version of an object: serve its last good version instead
+        (pushed like a change). False when nothing changes (already reverted, or stale)."""
+        events = self.last_good.reject(config, rejection)
+        self._changed(events)
+        return bool(events)
+
     def _on_events(self, events: list[ConfigEvent]) -> None:
+        self._changed(self.last_good.observe(events))
+
+    def _changed(self, events: list[ConfigEvent]) -> None:
+        if not events:
+            return
         now = time.monotonic()
         config_keys: set[ConfigKey] = set()
         registry_changed = False

@@ -25,6 +25,7 @@ from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, Se
 from pilot.bootstrap.options import Address, Options
 from pilot.bootstrap.security_http import SecurityHttp
 from pilot.config.file import FileConfigSource
+from pilot.config.last_good import with_status
 from pilot.config.store import ConfigStore
 from pilot.features import Features
 from pilot.model.jwks import jwks_demand
@@ -33,7 +34,10 @@ from pilot.xds.debounce import DebounceSettings
 from pilot.xds.debug import DebugApp
 from pilot.xds.generators import default_generators
 from pilot.xds.generators.sds import credential_key
-from pilot.xds.monitoring import metrics_app
+from pilot.xds.ledger import PushLedger
+from pilot.xds.metrics_observer import XdsMetrics
+from pilot.xds.monitoring import metrics_app, record_build_info
+from pilot.xds.rejections import RejectionTracker
 from pilot.xds.server import DiscoveryServer, XdsSettings
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.config.mesh import MeshConfig, load_mesh_config
@@ -58,6 +62,10 @@ class Istiod:
             mesh = dataclasses.replace(mesh, trust_domain=options.trust_domain)
         self.mesh = mesh
         self.store = ConfigStore()
+        # Which change went into which push, and who took it (/debug/trace, `istioctl x trace`):
+        # it sees every store event, from the first load on.
+        self.ledger = PushLedger()
+        self.store.add_handler(self.ledger.config_events)
         self.source = FileConfigSource(options.config_dirs, self.store)
         self.environment: Environment | None = None
         self.discovery: DiscoveryServer | None = None
@@ -101,6 +109,16 @@ class Istiod:
             self.environment, settings, default_generators(security.credentials)
         )
         self.discovery.initialize()
+        self.ledger.serving()
+        self.discovery.events.subscribe(self.ledger)
+        # Istio's xDS metrics from what the streams report (pilot/xds/metrics_observer.py).
+        self.discovery.events.subscribe(XdsMetrics())
+        record_build_info()
+        # NACKs attributed to an object revert it to its last good version (last_good.py).
+        discovery, environment = self.discovery, self.environment
+        self.discovery.events.subscribe(
+            RejectionTracker(lambda: discovery.push_context, environment.reject)
+        )
         await self.discovery.start()
         self.environment.set_push_handler(self.discovery.config_update)
         security.credentials.subscribe(self._on_credentials)
@@ -118,7 +136,9 @@ class Istiod:
         if opts.mtls_grpc_addr is not None:
             await self._serve_secure("mtls-grpc", opts.mtls_grpc_addr, client_certs=True)
 
-        debug = DebugApp(self.discovery, self.configz, self.problems, lambda: self._ready)
+        debug = DebugApp(
+            self.discovery, self.configz, self.problems, lambda: self._ready, ledger=self.ledger
+        )
         http_app = debug.app()
         SecurityHttp(security).add_routes(http_app)
         http_app.add_subapp("/metrics", metrics_app())
@@ -230,10 +250,13 @@ class Istiod:
     # ---- debug providers -------------------------------------------------------------------
 
     def configz(self) -> list[dict[str, Any]]:
+        # A proxy-rejected object carries its rejection in `status` (pilot/config/last_good.py).
+        last_good = self.environment.last_good if self.environment is not None else None
         out = []
         for configs in self.store.by_kind().values():
             for config in configs:
-                out.append(dict(config.raw))
+                status = last_good.status(config.key) if last_good is not None else None
+                out.append(with_status(config.raw, status))
         return out
 
     def problems(self) -> list[str]:

@@ -9,6 +9,12 @@ first file in path order wins and the other definition is reported.
 
 Change detection uses watchfiles (inotify); if a directory disappears, the source waits for it
 to come back and rescans.
+
+Like an API server, the source owns `metadata.resourceVersion` and `metadata.generation` (values
+in the documents are replaced): every change of an object gets the next resourceVersion (one
+counter for the whole source, so versions increase monotonically) and a change of its spec the
+next generation (1 for a new object); an object whose parsed content is unchanged keeps both.
+They name an object's version in the push ledger (`istioctl x trace`) and in rejections.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ from typing import Any
 import watchfiles
 
 from pilot.config.store import ConfigStore
-from pkg.config.model import Config, ConfigKey
+from pkg.config.model import Config, ConfigKey, Meta
 from pkg.config.schema import parse_object
 from pkg.config.yamldocs import load_documents
 
@@ -130,6 +136,15 @@ def parse_file(path: Path, data: bytes, previous: _FileState, default_namespace:
     return state
 
 
+def _stamped_raw(raw: Mapping[str, Any], meta: Meta) -> Mapping[str, Any]:
+    """The document as shown by /debug/configz, with the versions the source stamped."""
+    metadata = raw.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return raw
+    stamped = {**metadata, "resourceVersion": meta.resource_version, "generation": meta.generation}
+    return {**raw, "metadata": stamped}
+
+
 class FileConfigSource:
     """Loads `dirs` into `store` and keeps it in sync with the files."""
 
@@ -146,6 +161,9 @@ class FileConfigSource:
         self.default_namespace = default_namespace
         self._files: dict[Path, _FileState] = {}
         self._first_seen: dict[ConfigKey, float] = {}
+        # key → (the object as parsed, as stamped): the stamp is reused while it is unchanged.
+        self._stamped: dict[ConfigKey, tuple[Config[Any], Config[Any]]] = {}
+        self._revision = 0
         self._reported: set[tuple[str, str]] = set()
         self._on_problems = on_problems
         self.loads = 0
@@ -221,6 +239,8 @@ class FileConfigSource:
                     continue
                 merged[key] = self._stamp(config)
                 owner[key] = path
+        for gone in self._stamped.keys() - merged.keys():
+            del self._stamped[gone]  # deleted: a re-created object starts at generation 1
         problems = self.problems + duplicates
         new_problems = []
         for problem in problems:
@@ -234,13 +254,31 @@ class FileConfigSource:
             self._on_problems(new_problems)
 
     def _stamp(self, config: Config[Any]) -> Config[Any]:
-        """Objects without creationTimestamp get the time they were first seen (kept across
+        """The object with its resourceVersion and generation (see the module docstring), and,
+        when the document has no creationTimestamp, the time it was first seen (kept across
         edits), so Istio's oldest-first ordering holds in standalone mode."""
-        if config.meta.creation_timestamp:
-            return config
-        first = self._first_seen.setdefault(config.key, time.time())
-        meta = dataclasses.replace(config.meta, creation_timestamp=first)
-        return dataclasses.replace(config, meta=meta)
+        previous = self._stamped.get(config.key)
+        if previous is not None:
+            parsed, stamped = previous
+            if parsed is config or (parsed.meta == config.meta and parsed.spec == config.spec):
+                return stamped
+        self._revision += 1
+        generation = 1
+        if previous is not None:
+            old = previous[1].meta.generation
+            generation = old if previous[0].spec == config.spec else old + 1
+        created = config.meta.creation_timestamp or self._first_seen.setdefault(
+            config.key, time.time()
+        )
+        meta = dataclasses.replace(
+            config.meta,
+            creation_timestamp=created,
+            resource_version=str(self._revision),
+            generation=generation,
+        )
+        stamped = dataclasses.replace(config, meta=meta, raw=_stamped_raw(config.raw, meta))
+        self._stamped[config.key] = (config, stamped)
+        return stamped
 
     async def watch(self) -> None:
         """Follow file changes until cancelled."""

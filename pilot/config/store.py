@@ -38,7 +38,8 @@ class ConfigEvent:
 Handler = Callable[[list[ConfigEvent]], None]
 
 
-def _same(a: Config[Any], b: Config[Any]) -> bool:
+def same_content(a: Config[Any], b: Config[Any]) -> bool:
+    """The same version of an object: equal metadata and spec (`raw` is only for display)."""
     return a.meta == b.meta and a.spec == b.spec
 
 
@@ -85,13 +86,13 @@ class ConfigStore:
             old_config = self._objects.get(key)
             if old_config is None:
                 events.append(ConfigEvent(EventType.ADD, key, None, new))
-            elif not _same(old_config, new):
+            elif not same_content(old_config, new):
                 events.append(ConfigEvent(EventType.UPDATE, key, old_config, new))
         return self._apply(events)
 
     def upsert(self, config: Config[Any]) -> builtins.list[ConfigEvent]:
         old = self._objects.get(config.key)
-        if old is not None and _same(old, config):
+        if old is not None and same_content(old, config):
             return []
         kind = EventType.ADD if old is None else EventType.UPDATE
         return self._apply([ConfigEvent(kind, config.key, old, config)])

@@ -30,7 +30,7 @@ from pilot.model.proxy_view import ProxyView, proxy_view
 from pilot.model.push_context import PushContext
 from pilot.model.push_request import PushRequest
 from pilot.xds.generators.base import Generator
-from pilot.xds.observer import Acked, Nacked, Sent, XdsEvents
+from pilot.xds.observer import Acked, ExpiredNonce, Nacked, Sent, XdsEvents
 from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
 from pilot.xds.proxy_dependencies import proxy_needs_push
 from pilot.xds.resource_set import ResourceSet
@@ -143,7 +143,11 @@ class Connection:
         # A first subscription from a proxy that has nothing yet is always answered, even with
         # nothing: Envoy waits for that answer (e.g. an empty listener set) to finish starting.
         first = decision.kind is RequestKind.INITIAL and not request.initial_resource_versions
-        return self._respond_delta(view, state, reason="request", answer_empty=first)
+        out = self._respond_delta(view, state, reason="request", answer_empty=first)
+        if not out and decision.kind is RequestKind.INITIAL and request.initial_resource_versions:
+            # It presented exactly what it would be sent: in sync, with nothing sent.
+            state.in_sync_since = time.time()
+        return out
 
     def _record(self, state: WatchState, decision: Decision, nonce: str) -> None:
         """Keep the new watch state, and log (and count) what the request was."""
@@ -151,8 +155,16 @@ class Connection:
         self.watches[type_url] = state
         if self.events and decision.kind in (RequestKind.ACK, RequestKind.NACK):
             self._report(state, decision, nonce)
+        elif self.events and decision.kind is RequestKind.STALE:
+            self.events.expired_nonce(self, ExpiredNonce(type_url, nonce, time.time()))
         if decision.kind is RequestKind.NACK:
             self.stats.nacks += 1
+            # Envoy applies a rejected response partly, if at all: what it carried is sent
+            # again the next time this type is generated (e.g. with a revert), even unchanged.
+            nack_names = state.nack.names if state.nack else ()
+            for name in nack_names or state.outstanding.get(nonce, ()):
+                if name in state.sent:
+                    state.sent[name] = ""
             log.warning(
                 "ADS:%s: NACK node=%s nonce=%s version=%s: %s",
                 typeurls.short_name(type_url),
@@ -200,6 +212,8 @@ class Connection:
         push = req.push or self._push_context()
         view = proxy_view(self.proxy, push)
         if not proxy_needs_push(view, req):
+            if self.events:
+                self.events.skipped(self, req)
             return []
         self.stats.pushes += 1
         out: list[bytes] = []
@@ -208,6 +222,8 @@ class Connection:
             self._push_types(view, req, out)
         finally:
             self._push_request = None
+        if not out and self.events:
+            self.events.up_to_date(self, req)
         return out
 
     def _push_types(self, view: ProxyView, req: PushRequest, out: list[bytes]) -> None:
@@ -248,6 +264,7 @@ class Connection:
         reason: str,
         only: frozenset[str] | None = None,
     ) -> list[bytes]:
+        started = time.perf_counter()
         generator = self._generators[state.type_url]
         names = self._names(state)
         resources = generator.generate(view, names if only is None else only)
@@ -266,6 +283,7 @@ class Connection:
             state.sent = _versions(resources)
             state.version_sent = version
             state.version_acked = version
+            state.in_sync_since = time.time()  # SYNCED for syncz, with nothing sent
             state.force.clear()
             return []
         unchanged = version == state.version_sent and not state.force and not added
@@ -296,7 +314,7 @@ class Connection:
             for r in to_send:
                 state.sent[r.name] = r.version
         state.force.clear()
-        self._record_send(state, nonce, version, to_send, (), payload, reason)
+        self._record_send(state, nonce, version, to_send, (), payload, reason, started)
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -309,6 +327,7 @@ class Connection:
         answer_empty: bool = False,
         only: frozenset[str] | None = None,
     ) -> list[bytes]:
+        started = time.perf_counter()
         generator = self._generators[state.type_url]
         resources = generator.generate(view, self._names(state) if only is None else only)
         current = {r.name: r for r in resources}
@@ -350,7 +369,7 @@ class Connection:
             # Keep the attribution map bounded: drop the oldest entries.
             for old in list(state.outstanding)[: len(state.outstanding) - 64]:
                 del state.outstanding[old]
-        self._record_send(state, nonce, version, to_send, removed, payload, reason)
+        self._record_send(state, nonce, version, to_send, removed, payload, reason, started)
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -384,6 +403,7 @@ class Connection:
         removed_names: Sequence[str],
         payload: bytes,
         reason: str,
+        started: float = 0.0,
     ) -> None:
         removed = len(removed_names)
         state.nonce_sent = nonce
@@ -397,7 +417,12 @@ class Connection:
             if len(state.outstanding) > 8:
                 del state.outstanding[next(iter(state.outstanding))]
         if self.events:
-            carried = sent.names() if isinstance(sent, ResourceSet) else tuple(r.name for r in sent)
+            if self.delta:
+                carried = (
+                    sent.names() if isinstance(sent, ResourceSet) else tuple(r.name for r in sent)
+                )
+            else:
+                carried = state.outstanding[nonce]
             self.events.sent(
                 self,
                 Sent(
@@ -410,6 +435,7 @@ class Connection:
                     reason,
                     self._push_request if reason == "push" else None,
                     state.last_sent_at,
+                    time.perf_counter() - started if started else 0.0,
                 ),
             )
         record = SendRecord(

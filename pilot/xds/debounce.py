@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pilot.model.push_request import PushRequest
+from pilot.xds import monitoring
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,13 @@ class Debouncer:
                 )
                 self.pushes += 1
                 self._busy = True
+                first = self._start
                 try:
                     await self._push(request)
                 finally:
                     self._busy = False
+                # First event → the merged push queued, its PushContext built (Istio's).
+                monitoring.DEBOUNCE_TIME.observe(self._clock() - first)
                 continue
             wait = min(settings.debounce_after - quiet, settings.debounce_max - total)
             self._wakeup.clear()

@@ -24,7 +24,10 @@ from pilot.model.proxy_view import proxy_view
 from pilot.model.push_context import PushContext
 from pilot.xds.config_dump import build_config_dump, to_json
 from pilot.xds.connection import Connection
+from pilot.xds.debug_xds import istiod_id, type_sync
+from pilot.xds.ledger import PushLedger
 from pilot.xds.server import DiscoveryServer
+from pilot.xds.trace import trace_query
 from pkg.version import VERSION
 from pkg.xds import typeurls
 
@@ -70,8 +73,10 @@ class DebugApp:
         configz: Callable[[], list[dict[str, Any]]],
         problems: Callable[[], list[str]],
         ready: Callable[[], bool],
+        ledger: PushLedger | None = None,
     ) -> None:
         self.server = server
+        self.ledger = ledger  # the push ledger behind /debug/trace (ledger.py, trace.py)
         self._configz = configz
         self._problems = problems
         self._ready = ready
@@ -92,6 +97,7 @@ class DebugApp:
             "/debug/push_status": self.push_status,
             "/debug/connections": self.connections,
             "/debug/authorizationz": self.authorizationz,
+            "/debug/trace": self.trace,
         }
         for path, handler in debug.items():
             r.add_get(path, _loopback_only(handler))
@@ -209,6 +215,15 @@ class DebugApp:
             request,
         )
 
+    async def trace(self, request: web.Request) -> web.Response:
+        """`?kind=&namespace=&name=`: one object's pushes and which proxies took them."""
+        if self.ledger is None:
+            return web.Response(status=404, text="the push ledger is not enabled\n")
+        status, body = trace_query(self.ledger, request.query)
+        response = _json(body, request)
+        response.set_status(status)
+        return response
+
     async def authorizationz(self, request: web.Request) -> web.Response:
         """istiod's dump of the AuthorizationPolicies by namespace; with `?proxyID=` the ones
         that apply to that proxy, grouped by action (as Istio's AuthorizationPoliciesResult)."""
@@ -269,13 +284,17 @@ def _rfc3339(ts: float) -> str:
 
 
 def sync_status(conn: Connection) -> dict[str, Any]:
-    """Istio's SyncStatus: sent/acked nonces per type and a per-type-URL resources map."""
+    """Istio's SyncStatus: sent/acked nonces per type and a per-type-URL resources map; each
+    resource also carries its CSDS `status` (SYNCED, NOT_SENT, STALE, ERROR: Istio's rule,
+    see pkg/xds/sync_status.py) and when it was last sent (or proven in sync), and the entry
+    names the istiod serving it (`istiod`)."""
     out: dict[str, Any] = {
         "cluster_id": conn.proxy.cluster_id,
         "proxy": conn.proxy.id.split("~")[2] if conn.proxy.id.count("~") == 3 else conn.proxy.id,
         "proxy_type": conn.proxy.type.value,
         "proxy_version": conn.proxy.istio_version,
         "istio_version": VERSION,
+        "istiod": istiod_id(),
     }
     resources: dict[str, Any] = {}
     for type_url, state in conn.watches.items():
@@ -289,5 +308,8 @@ def sync_status(conn: Connection) -> dict[str, Any]:
             "sentTime": _rfc3339(state.last_sent_at) if state.last_sent_at else "",
             "lastError": state.nack.message if state.nack is not None else "",
         }
+        sync = type_sync(state)
+        updated = _rfc3339(sync.last_updated) if sync.last_updated else ""
+        resources[type_url].update(status=sync.status.value, lastUpdated=updated)
     out["resources"] = resources
     return out

@@ -1,5 +1,6 @@
 """The seam through which the xDS server reports what happens on its streams: connects,
-responses sent (with the push that caused them), ACKs, NACKs and disconnects.
+responses sent (with the push that caused them), ACKs, NACKs and disconnects, and pushes that
+sent a proxy nothing (it was not concerned, or already up to date).
 
 Observers (metrics, the push ledger, rejection tracking) subscribe to `XdsEvents` on the
 `DiscoveryServer`; `Connection` calls it synchronously on the event loop that owns the stream,
@@ -36,6 +37,8 @@ class Sent:
     # The push that caused it (None for a response to a request).
     push: PushRequest | None
     at: float  # time.time()
+    # Seconds spent generating and encoding it (not writing it: the server times the write).
+    elapsed: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,15 @@ class Nacked:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class ExpiredNonce:
+    """A SotW request whose nonce is not the latest sent (Istio's expired nonce): ignored."""
+
+    type_url: str
+    nonce: str
+    at: float
+
+
 class XdsObserver(Protocol):
     def connected(self, conn: Connection) -> None: ...
 
@@ -66,6 +78,14 @@ class XdsObserver(Protocol):
     def acked(self, conn: Connection, event: Acked) -> None: ...
 
     def nacked(self, conn: Connection, event: Nacked) -> None: ...
+
+    def expired_nonce(self, conn: Connection, event: ExpiredNonce) -> None: ...
+
+    # A push that does not concern this proxy (proxy_dependencies.py): nothing was generated.
+    def skipped(self, conn: Connection, push: PushRequest) -> None: ...
+
+    # A push that concerns this proxy but changed nothing it has: no response was sent.
+    def up_to_date(self, conn: Connection, push: PushRequest) -> None: ...
 
     def disconnected(self, conn: Connection) -> None: ...
 
@@ -108,6 +128,15 @@ class XdsEvents:
 
     def nacked(self, conn: Connection, event: Nacked) -> None:
         self._emit("nacked", conn, event)
+
+    def expired_nonce(self, conn: Connection, event: ExpiredNonce) -> None:
+        self._emit("expired_nonce", conn, event)
+
+    def skipped(self, conn: Connection, push: PushRequest) -> None:
+        self._emit("skipped", conn, push)
+
+    def up_to_date(self, conn: Connection, push: PushRequest) -> None:
+        self._emit("up_to_date", conn, push)
 
     def disconnected(self, conn: Connection) -> None:
         self._emit("disconnected", conn)

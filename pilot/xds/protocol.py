@@ -62,6 +62,9 @@ class WatchState:
     version_acked: str = ""
     last_sent_at: float = 0.0
     last_acked_at: float = 0.0
+    # time.time() at which the proxy, on this stream's first request, presented exactly the
+    # current version and so was sent nothing: in sync although no nonce was ever sent.
+    in_sync_since: float = 0.0
     nack: NackInfo | None = None
     # Names that must be answered on the next generation even if unchanged (EDS of clusters that
     # were just re-sent: they warm again and wait for their load assignment).

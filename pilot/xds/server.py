@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,13 +27,16 @@ from pilot.model.endpoint import EndpointIndex
 from pilot.model.proxy import InvalidNodeError, Proxy, parse_node
 from pilot.model.push_context import PushContext, PushInputs
 from pilot.model.push_request import PushRequest, TriggerReason
+from pilot.xds import monitoring
 from pilot.xds.auth import Authenticate, IdentityMismatchError, check_connection_identity
 from pilot.xds.connection import Connection
 from pilot.xds.debounce import Debouncer, DebounceSettings
+from pilot.xds.debug_xds import DebugSession, DebugXds
 from pilot.xds.generators import default_generators, generators_for
 from pilot.xds.generators.base import Generator
 from pilot.xds.generators.verify import verifying
 from pilot.xds.observer import XdsEvents
+from pilot.xds.push_log import PushLog, PushReach
 from pilot.xds.push_queue import PushQueue
 from pkg.aio import cancel_and_wait, guarded_task
 from pkg.errors import AuthenticationError
@@ -69,6 +72,8 @@ class _Stream:
     connection: Connection
     inbox: asyncio.Queue[object]
     pending: PushRequest | None = None
+    # The pushes `pending` carries (pilot/xds/push_log.py), to report the proxy's outcome to.
+    covering: list[PushReach] = field(default_factory=list)
     push_done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -90,6 +95,10 @@ class DiscoveryServer:
         self._debouncer: Debouncer | None = None
         # Sends, ACKs, NACKs, connects and disconnects, for observers (pilot/xds/observer.py).
         self.events = XdsEvents()
+        # One log line per push and per completed push, and the push and proxy timings.
+        self._push_log = PushLog(log)
+        # istioctl's debug streams (istio.io/debug/syncz ...): answered, never registered.
+        self.debug_xds = DebugXds(self.connections, lambda: self.push_context)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -126,6 +135,7 @@ class DiscoveryServer:
     def config_update(self, request: PushRequest) -> None:
         if self._debouncer is None:
             raise RuntimeError("DiscoveryServer.start() was not called")
+        monitoring.record_inbound(request)
         self._debouncer.submit(request)
 
     def push_all(self, reason: TriggerReason = TriggerReason.DEBUG) -> int:
@@ -133,29 +143,28 @@ class DiscoveryServer:
         request = PushRequest.of((), reason, start=time.monotonic(), forced=True)
         if self._push_context is not None:
             request = request.with_push(self._push_context)
+            self._push_log.started(request, self._push_context, list(self._streams), 0.0, False)
         for conn_id in self._streams:
             self._queue.enqueue(conn_id, request)
         return len(self._streams)
 
     async def _push(self, request: PushRequest) -> None:
         started = time.monotonic()
+        rebuilt = False
         if request.credentials_only and self._push_context is not None:
             push = self._push_context  # SDS alone regenerates; nothing else changed
         elif request.endpoints_only and self._push_context is not None:
             push = self._push_context.with_endpoints(self._source.endpoint_index())
         else:
             push = PushContext.build(self._source.push_inputs())
+            rebuilt = True
+        built = time.monotonic() - started
         self._push_context = push
         request = request.with_push(push)
-        for conn_id in list(self._streams):
+        conn_ids = list(self._streams)
+        self._push_log.started(request, push, conn_ids, built, rebuilt)  # the push's log line
+        for conn_id in conn_ids:
             self._queue.enqueue(conn_id, request)
-        log.info(
-            "XDS: Pushing Services:%d ConnectedEndpoints:%d Version:%s (built in %.1fms)",
-            len(push.services.services),
-            len(self._streams),
-            push.version,
-            (time.monotonic() - started) * 1000,
-        )
         # Let streams run between batches of CPU-bound work.
         await asyncio.sleep(0)
 
@@ -165,18 +174,25 @@ class DiscoveryServer:
             if item is None:
                 return
             conn_id, request = item
+            covered = self._push_log.dequeued(conn_id, request)
             stream = self._streams.get(conn_id)
             if stream is None:
                 self._queue.remove(conn_id)
+                self._push_log.forget(conn_id, covered)
                 continue
             stream.push_done.clear()
-            stream.pending = request
+            # A push the stream has not taken yet (a previous wait timed out) merges with this
+            # one: an incremental EDS push's changes are never dropped.
+            pending = stream.pending
+            stream.pending = request if pending is None else pending.merge(request)
+            stream.covering.extend(covered)
             stream.inbox.put_nowait(_PUSH)
             try:
                 # asyncio.timeout, not wait_for: no extra task per proxy per push.
                 async with asyncio.timeout(self.settings.push_send_timeout):
                     await stream.push_done.wait()
             except TimeoutError:
+                monitoring.WRITE_TIMEOUT.inc()
                 log.warning("push to %s is slow; moving on", conn_id)
             finally:
                 self._queue.mark_done(conn_id)
@@ -244,6 +260,7 @@ class DiscoveryServer:
         inbox: asyncio.Queue[object] = asyncio.Queue()
         reader = asyncio.get_running_loop().create_task(self._read(requests, inbox))
         stream: _Stream | None = None
+        debug: DebugSession | None = None
         try:
             while True:
                 item = await inbox.get()
@@ -253,19 +270,31 @@ class DiscoveryServer:
                     if stream is None:
                         continue
                     request, stream.pending = stream.pending, None
+                    covering, stream.covering = stream.covering, []
+                    done: list[bytes] | None = None
                     try:
                         if request is not None:
-                            for payload in stream.connection.on_push(request):
-                                await context.write(payload)
+                            payloads = _generate(stream.connection.on_push, request)
+                            for payload in payloads:
+                                await _write(context, payload, delta)
+                            done = payloads
                     finally:
                         stream.push_done.set()
+                        self._push_log.finished(covering, request, done)
+                    continue
+                if stream is None and debug is None and self.debug_xds.is_debug_request(item):
+                    debug = await self._debug_session(item, context, authenticate)
+                if debug is not None:
+                    out = debug.on_delta_request(item) if delta else debug.on_sotw_request(item)
+                    for payload in out:
+                        await context.write(payload)
                     continue
                 if stream is None:
                     stream = await self._connect(item, context, delta, inbox, authenticate)
                 conn = stream.connection
-                payloads = conn.on_delta_request(item) if delta else conn.on_sotw_request(item)
-                for payload in payloads:
-                    await context.write(payload)
+                handle = conn.on_delta_request if delta else conn.on_sotw_request
+                for payload in _generate(handle, item):
+                    await _write(context, payload, delta)
         finally:
             reader.cancel()
             if stream is not None:
@@ -318,6 +347,26 @@ class DiscoveryServer:
         )
         return stream
 
+    async def _debug_session(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext[Any, bytes],
+        authenticate: Authenticate | None,
+    ) -> DebugSession:
+        """A stream asking about istiod's proxies (pilot/xds/debug_xds.py); on the secure port
+        its node must match its credentials, as any stream's."""
+        identity = None
+        if authenticate is not None:
+            node = request.node
+            metadata = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+            try:
+                proxy = parse_node(node.id, metadata)
+            except InvalidNodeError as e:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            identity = (await self._authenticate(proxy, context, authenticate)).identity
+        log.info("ADS: debug stream for %s peer:%s", request.type_url, context.peer())
+        return self.debug_xds.session(identity)
+
     async def _authenticate(
         self,
         proxy: Proxy,
@@ -340,5 +389,34 @@ class DiscoveryServer:
         self._streams.pop(conn.id, None)
         self._queue.remove(conn.id)
         stream.push_done.set()
+        covering, stream.covering = stream.covering, []
+        self._push_log.forget(conn.id, covering)
         self.events.disconnected(conn)
         log.info("ADS: %s closed (node:%s)", conn.id, conn.proxy.id)
+
+
+def _generate(handle: Callable[[Any], list[bytes]], item: Any) -> list[bytes]:
+    """A connection's responses to a request or push; a failure is an internal error."""
+    try:
+        return handle(item)
+    except Exception:
+        monitoring.INTERNAL_ERRORS.inc()
+        raise
+
+
+async def _write(
+    context: grpc.aio.ServicerContext[Any, bytes], payload: bytes, delta: bool
+) -> None:
+    """Write one response, timed (pilot_xds_send_time); a failure other than the stream
+    closing is counted as Istio's `<type>_senderr` push."""
+    started = time.perf_counter()
+    try:
+        await context.write(payload)
+    except Exception:
+        if not context.done():
+            kind = (
+                discovery_pb2.DeltaDiscoveryResponse if delta else discovery_pb2.DiscoveryResponse
+            )
+            monitoring.record_send_error(kind.FromString(payload).type_url)
+        raise
+    monitoring.SEND_TIME.observe(time.perf_counter() - started)

@@ -5,7 +5,8 @@ Envoy keeps serving its last config while istiod is down; it reconnects to the s
 the config being unchanged, istiod sends it nothing (content-hash versions: SotW
 `version_info`, Delta `initial_resource_versions`). Checked on both sides: Envoy's xDS update
 counters are unchanged across the reconnect, and istiod's /debug/syncz shows no response sent
-on the new stream. A change made afterwards still reaches Envoy over the new stream.
+on the new stream, while showing every type SYNCED (the proxy proved it holds the current
+versions). A change made afterwards still reaches Envoy over the new stream.
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def test_istiod_restart_under_load(
     sent = {t: r.get("sent", "") for t, r in entry.get("resources", {}).items()}
     assert set(WATCHED) <= set(sent), entry
     assert not any(sent.values()), f"istiod sent responses after the reconnect: {entry}"
+    # ...yet it knows the proxy is up to date: SYNCED (it presented the current versions).
+    status = {t: entry["resources"][t].get("status") for t in WATCHED}
+    assert set(status.values()) == {"SYNCED"}, f"an up-to-date proxy not SYNCED: {entry}"
     # ...and Envoy received no update at all: every subscription saw the stream fail
     # (update_failure) and nothing else.
     after = update_counters(envoy)

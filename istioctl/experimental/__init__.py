@@ -1,0 +1,1 @@
+"""`istioctl experimental|x`: commands whose shape may still change (Istio's convention)."""
