@@ -153,6 +153,10 @@ class Connection:
         """Keep the new watch state, and log (and count) what the request was."""
         type_url = state.type_url
         self.watches[type_url] = state
+        if type_url == typeurls.ENDPOINT and (decision.added or decision.removed):
+            # Index the new subscription by host now, off the push path: the first
+            # endpoint-only push would otherwise pay for it on every stream at once.
+            state.names_by_host()
         if self.events and decision.kind in (RequestKind.ACK, RequestKind.NACK):
             self._report(state, decision, nonce)
         elif self.events and decision.kind is RequestKind.STALE:
