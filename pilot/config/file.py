@@ -5,9 +5,18 @@ editor droppings skipped) is parsed into documents. A valid document replaces th
 of its object; an invalid one is reported (once per file content) and skipped, and the object it
 would have replaced keeps serving its last good version. A file that cannot be read or parsed
 at all keeps all of its last good objects. When the same object is defined in two files, the
-first file in path order wins and the other definition is reported.
+first file in path order wins (within one file, the first document) and every other definition
+is reported, naming the file and document that won.
 
-Change detection uses watchfiles (inotify); if a directory disappears, the source waits for it
+A file is read only once it has not been written for `settle` seconds (a writer that writes half
+a file, pauses, then writes the rest is not read in between unless its pause is longer), and
+only if it is a regular file: a FIFO, device or symlink loop is reported, never opened for a
+blocking read. A file that cannot be read keeps its last good objects, and so do the files of a
+configured directory that has been deleted: istiod keeps serving them until the directory is
+back, then rescans it. Every problem is reported (logged, `on_problems`) once per file content,
+and listed in `problems` (/debug/push_status, /debug/configz) while it lasts.
+
+Change detection uses watchfiles (inotify); if a directory disappears, the source polls for it
 to come back and rescans.
 
 Like an API server, the source owns `metadata.resourceVersion` and `metadata.generation` (values
@@ -32,6 +41,13 @@ from typing import Any
 
 import watchfiles
 
+from pilot.config.file_scan import (
+    SETTLE_SECONDS,
+    NotSettled,
+    is_config_file,
+    read_config_file,
+    scan,
+)
 from pilot.config.store import ConfigStore
 from pkg.config.model import Config, ConfigKey, Meta
 from pkg.config.schema import parse_object
@@ -39,8 +55,8 @@ from pkg.config.yamldocs import load_documents
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".yaml", ".yml", ".json")
-MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_SETTLE_WAIT = 5.0  # ...but a file written continuously is read after this long anyway
+MISSING_DIR_POLL = 0.2  # how often a deleted config directory is looked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +69,12 @@ class Problem:
     namespace: str
     name: str
     message: str
+    line: int = 0  # 1-based line of the document (or of the error) when known
 
     def __str__(self) -> str:
         where = f"{self.path}" if self.index < 0 else f"{self.path}[{self.index}]"
+        if self.line:
+            where += f" (line {self.line})"
         obj = f"{self.kind}/{self.namespace}/{self.name}: " if self.kind else ""
         return f"{where}: {obj}{self.message}"
 
@@ -65,28 +84,8 @@ class _FileState:
     digest: str = ""
     configs: dict[ConfigKey, Config[Any]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-
-
-def is_config_file(path: Path) -> bool:
-    name = path.name
-    if name.startswith(".") or name.endswith("~") or name.startswith("#"):
-        return False
-    return name.endswith(SUFFIXES)
-
-
-def scan(dirs: Sequence[Path]) -> list[Path]:
-    """All config files under `dirs`, sorted; symlinked directories are not followed."""
-    found: list[Path] = []
-    for root in dirs:
-        if not root.is_dir():
-            continue
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in filenames:
-                path = Path(dirpath) / filename
-                if is_config_file(path):
-                    found.append(path)
-    return sorted(found)
+    # key → (document index, line) of the document that defined it
+    where: dict[ConfigKey, tuple[int, int]] = field(default_factory=dict)
 
 
 def _object_identity(obj: Any, default_namespace: str) -> tuple[str, str, str]:
@@ -105,34 +104,53 @@ def _object_identity(obj: Any, default_namespace: str) -> tuple[str, str, str]:
 
 
 def parse_file(path: Path, data: bytes, previous: _FileState, default_namespace: str) -> _FileState:
-    """Parse one file's bytes; invalid documents fall back to `previous`'s objects."""
+    """Parse one file's bytes; invalid documents fall back to `previous`'s objects.
+
+    When the file's last document is invalid, the file may have been cut short (a writer that
+    died half way): whatever followed is unknown, so every object the file had is kept."""
     digest = hashlib.sha256(data).hexdigest()
     state = _FileState(digest=digest)
     source = str(path)
     unidentified = False
-    for doc in load_documents(data, source):
+    invalid: list[int] = []  # indexes of documents that failed to load or validate
+    docs = load_documents(data, source)
+    for doc in docs:
         if doc.error is not None:
             # A syntax error hides which object the document was (a truncated or half-written
             # file): keep every object this file had until it parses again.
-            state.problems.append(Problem(source, doc.index, "", "", "", doc.error))
+            state.problems.append(Problem(source, doc.index, "", "", "", doc.error, doc.line))
+            invalid.append(doc.index)
             unidentified = True
             continue
         result = parse_object(doc.obj, default_namespace=default_namespace)
         if result.ignored:
             continue
         if result.config is not None:
-            state.configs[result.config.key] = result.config
+            key = result.config.key
+            first = state.where.get(key)
+            if first is not None:
+                message = f"duplicate definition; the one in {source}[{first[0]}] is used"
+                state.problems.append(
+                    Problem(source, doc.index, key.kind, key.namespace, key.name, message, doc.line)
+                )
+                continue
+            state.configs[key] = result.config
+            state.where[key] = (doc.index, doc.line)
             continue
         kind, namespace, name = _object_identity(doc.obj, default_namespace)
         messages = "; ".join(f"{e.path}: {e.reason}" for e in result.errors) or "invalid"
-        state.problems.append(Problem(source, doc.index, kind, namespace, name, messages))
+        invalid.append(doc.index)
+        state.problems.append(Problem(source, doc.index, kind, namespace, name, messages, doc.line))
         # Keep serving the last good version of this object, if this file had one.
         for key, config in previous.configs.items():
             if key.kind == kind and key.namespace == namespace and key.name == name:
-                state.configs[key] = config
-    if unidentified:
+                state.configs.setdefault(key, config)
+                state.where.setdefault(key, previous.where.get(key, (doc.index, doc.line)))
+    if unidentified or (docs and invalid and invalid[-1] == docs[-1].index):
         for key, config in previous.configs.items():
-            state.configs.setdefault(key, config)
+            if key not in state.configs:
+                state.configs[key] = config
+                state.where[key] = previous.where.get(key, (-1, 0))
     return state
 
 
@@ -155,25 +173,41 @@ class FileConfigSource:
         *,
         default_namespace: str = "default",
         on_problems: Callable[[list[Problem]], None] | None = None,
+        settle: float = SETTLE_SECONDS,
     ) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.store = store
         self.default_namespace = default_namespace
+        self.settle = settle
         self._files: dict[Path, _FileState] = {}
         self._first_seen: dict[ConfigKey, float] = {}
         # key → (the object as parsed, as stamped): the stamp is reused while it is unchanged.
         self._stamped: dict[ConfigKey, tuple[Config[Any], Config[Any]]] = {}
         self._revision = 0
         self._reported: set[tuple[str, str]] = set()
+        self._missing: list[Problem] = []
+        self._duplicates: list[Problem] = []
         self._on_problems = on_problems
         self.loads = 0
 
     @property
     def problems(self) -> list[Problem]:
-        out: list[Problem] = []
+        """Every current problem: missing directories, unreadable files, rejected documents
+        and duplicate definitions."""
+        out: list[Problem] = list(self._missing)
         for path in sorted(self._files):
             out.extend(self._files[path].problems)
-        return out
+        return out + self._duplicates
+
+    def _root_of(self, path: Path) -> Path | None:
+        for root in self.dirs:
+            if path.is_relative_to(root):
+                return root
+        return None
+
+    def _kept(self, path: Path, missing: set[Path]) -> bool:
+        """A file of a deleted config directory: its last good objects keep serving."""
+        return self._root_of(path) in missing
 
     async def load(self) -> None:
         """Full rescan: read every file (off the event loop) and update the store."""
@@ -182,34 +216,66 @@ class FileConfigSource:
 
     async def _reload(self, paths: Iterable[Path], full: bool) -> None:
         paths = list(paths)
-        states = await asyncio.to_thread(self._read_and_parse, paths)
+        missing = {d for d in self.dirs if not d.is_dir()}
+        states = await asyncio.to_thread(self._read_and_parse, paths, missing)
+        # Files written a moment ago are read once they settle (bounded in time).
+        deadline = time.monotonic() + MAX_SETTLE_WAIT
+        while True:
+            waiting = {p: r for p, r in states.items() if isinstance(r, NotSettled)}
+            if not waiting:
+                break
+            settle = self.settle if time.monotonic() < deadline else 0.0
+            await asyncio.sleep(max(0.005, max(r.remaining for r in waiting.values())))
+            states.update(
+                await asyncio.to_thread(self._read_and_parse, list(waiting), missing, settle)
+            )
         if full:
             for gone in set(self._files) - set(paths):
-                del self._files[gone]
+                if not self._kept(gone, missing):
+                    del self._files[gone]
         for path, state in states.items():
             if state is None:
                 self._files.pop(path, None)
-            else:
+            elif isinstance(state, _FileState):
                 self._files[path] = state
+        self._missing = [
+            Problem(
+                str(d),
+                -1,
+                "",
+                "",
+                "",
+                "config directory is missing; serving the last good config of its "
+                f"{sum(1 for f in self._files if self._root_of(f) == d)} files until it is back",
+            )
+            for d in self.dirs
+            if d in missing
+        ]
         self.loads += 1
         self._publish()
 
-    def _read_and_parse(self, paths: list[Path]) -> dict[Path, _FileState | None]:
-        out: dict[Path, _FileState | None] = {}
+    def _read_and_parse(
+        self, paths: list[Path], missing: set[Path], settle: float | None = None
+    ) -> dict[Path, _FileState | NotSettled | None]:
+        settle = self.settle if settle is None else settle
+        out: dict[Path, _FileState | NotSettled | None] = {}
         for path in paths:
             previous = self._files.get(path, _FileState())
+            if not os.path.lexists(path):
+                # Deleted; but a deleted directory's files keep serving until it is back.
+                out[path] = previous if self._kept(path, missing) and previous.digest else None
+                continue
             try:
-                if not path.exists():
-                    out[path] = None
-                    continue
-                size = path.stat().st_size
-                if size > MAX_FILE_BYTES:
-                    raise OSError(f"file is larger than {MAX_FILE_BYTES} bytes ({size})")
-                data = path.read_bytes()
+                data = read_config_file(path, settle)
+            except NotSettled as e:
+                out[path] = e
+                continue
             except OSError as e:
                 message = e.strerror or str(e)
+                # No digest: once readable again, the file is parsed even if unchanged.
                 out[path] = dataclasses.replace(
                     previous,
+                    digest="",
                     problems=[Problem(str(path), -1, "", "", "", f"unreadable: {message}")],
                 )
                 continue
@@ -221,34 +287,40 @@ class FileConfigSource:
 
     def _publish(self) -> None:
         merged: dict[ConfigKey, Config[Any]] = {}
-        owner: dict[ConfigKey, Path] = {}
+        owner: dict[ConfigKey, str] = {}
         duplicates: list[Problem] = []
         for path in sorted(self._files):
-            for key, config in self._files[path].configs.items():
+            state = self._files[path]
+            for key, config in state.configs.items():
+                index, line = state.where.get(key, (-1, 0))
                 if key in merged:
                     duplicates.append(
                         Problem(
                             str(path),
-                            -1,
+                            index,
                             key.kind,
                             key.namespace,
                             key.name,
                             f"duplicate definition; the one in {owner[key]} is used",
+                            line,
                         )
                     )
                     continue
                 merged[key] = self._stamp(config)
-                owner[key] = path
+                owner[key] = f"{path}[{index}]" if index >= 0 else str(path)
         for gone in self._stamped.keys() - merged.keys():
             del self._stamped[gone]  # deleted: a re-created object starts at generation 1
-        problems = self.problems + duplicates
+        self._duplicates = duplicates
+        current: set[tuple[str, str]] = set()
         new_problems = []
-        for problem in problems:
+        for problem in self.problems:
             fingerprint = (str(problem), self._files.get(Path(problem.path), _FileState()).digest)
+            current.add(fingerprint)
             if fingerprint not in self._reported:
-                self._reported.add(fingerprint)
                 new_problems.append(problem)
                 log.warning("config rejected: %s", problem)
+        # Forget problems that are gone: if one comes back, it is reported again.
+        self._reported = current
         self.store.replace_all(merged.values())
         if new_problems and self._on_problems is not None:
             self._on_problems(new_problems)
@@ -285,29 +357,41 @@ class FileConfigSource:
         while True:
             existing = [d for d in self.dirs if d.is_dir()]
             if not existing:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(MISSING_DIR_POLL)
                 continue
-            if len(existing) != len(self.dirs):
-                # A directory is missing: poll until it is back, then rescan everything.
-                await self.load()
             try:
-                async for changes in watchfiles.awatch(
-                    *existing,
-                    debounce=50,
-                    step=20,
-                    recursive=True,
-                    watch_filter=lambda _change, path: (
-                        is_config_file(Path(path)) or Path(path).is_dir()
-                    ),
-                    ignore_permission_denied=True,
-                ):
-                    changed = sorted({Path(p) for _, p in changes})
-                    if any(p.is_dir() or (not p.exists() and p.suffix == "") for p in changed):
-                        await self.load()
-                    else:
-                        await self._reload([p for p in changed if is_config_file(p)], full=False)
-                    if any(not d.is_dir() for d in self.dirs):
-                        break
+                await self._watch(existing)
             except (FileNotFoundError, RuntimeError) as e:
                 log.warning("config watch interrupted (%s); rescanning", e)
-            await self.load()
+            if any(not d.is_dir() for d in self.dirs):
+                # Poll until every directory is back (the watch resumes with a full rescan).
+                await self.load()
+                while not all(d.is_dir() for d in self.dirs):
+                    await asyncio.sleep(MISSING_DIR_POLL)
+                await self.load()
+
+    async def _watch(self, existing: list[Path]) -> None:
+        """One watch session over `existing`; returns when a configured directory is gone.
+        The first (timeout) tick rescans everything: it catches changes made before the
+        watcher was in place, e.g. the files of a re-created directory."""
+        started = False
+        async for changes in watchfiles.awatch(
+            *existing,
+            debounce=50,
+            step=20,
+            rust_timeout=500,
+            yield_on_timeout=True,
+            recursive=True,
+            watch_filter=lambda _change, path: is_config_file(Path(path)) or Path(path).is_dir(),
+            ignore_permission_denied=True,
+        ):
+            changed = sorted({Path(p) for _, p in changes})
+            if not started or any(
+                p.is_dir() or (not p.exists() and p.suffix == "") for p in changed
+            ):
+                started = True
+                await self.load()
+            elif changed:
+                await self._reload([p for p in changed if is_config_file(p)], full=False)
+            if any(not d.is_dir() for d in self.dirs):
+                return

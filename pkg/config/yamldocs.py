@@ -49,11 +49,24 @@ class Document:
 def load_documents(text: str | bytes, source: str) -> list[Document]:
     """All non-empty documents of a YAML or JSON stream."""
     if isinstance(text, bytes):
+        data = text
         try:
-            text = text.decode("utf-8-sig")
+            text = data.decode("utf-8-sig")
         except UnicodeDecodeError as err:
-            return [Document(source, 0, None, f"invalid UTF-8 at byte {err.start}")]
+            index, line = _position(data[: err.start])
+            return [Document(source, index, None, f"invalid UTF-8 at byte {err.start}", line)]
     return list(_iter_documents(text, source))
+
+
+def _position(prefix: bytes) -> tuple[int, int]:
+    """(document index, 1-based line) of the end of `prefix`, counting `---` separators."""
+    lines = prefix.split(b"\n")
+    separators = [i for i, text in enumerate(lines[:-1]) if text.rstrip() == b"---" or
+                  text.startswith(b"--- ")]  # fmt: skip
+    leading = bool(separators) and not any(
+        t.strip() and not t.lstrip().startswith(b"#") for t in lines[: separators[0]]
+    )
+    return max(0, len(separators) - int(leading)), len(lines)
 
 
 def _iter_documents(text: str, source: str) -> Iterator[Document]:
