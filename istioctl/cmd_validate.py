@@ -7,6 +7,11 @@ document index. Exit status 0 when every document is valid (then `"<file>" is va
 printed per file on stdout, as istioctl does), 1 otherwise. `-f -` reads stdin; a directory
 means every *.yaml, *.yml and *.json file below it. Kubernetes kinds pyistio does not read
 (Deployment, ServiceAccount, ...) are skipped, and `kind: List` documents are expanded.
+
+With `--envoy`, files that pass are also checked by real Envoy: the xDS they produce for
+representative proxies is loaded by `envoy --mode validate` (istioctl/envoy_check.py); each
+rejection is reported as `<kind>/<ns>/<name>: envoy rejected <resource> of proxy <id>:
+<Envoy's message>`, exit status 1.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from istioctl import envoy_check
 from pkg.config.schema import parse_object
 from pkg.config.yamldocs import load_documents
 
@@ -46,6 +52,17 @@ def add_parser(subparsers: Any) -> None:
         default="default",
         help="namespace of documents that do not set one (default: default)",
     )
+    parser.add_argument(
+        "--envoy",
+        action="store_true",
+        help="also run real Envoy (--mode validate) on the xDS the files produce for "
+        "representative proxies; report what Envoy rejects, with the objects behind it",
+    )
+    parser.add_argument(
+        "--envoy-path",
+        metavar="PATH",
+        help="the envoy binary for --envoy (default: envoy on PATH)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -57,7 +74,37 @@ class _FileResult:
 
 
 def run(args: argparse.Namespace) -> int:
-    return validate_paths(args.filename, args.namespace, sys.stdout, sys.stderr)
+    code = validate_paths(args.filename, args.namespace, sys.stdout, sys.stderr)
+    if code != 0 or not args.envoy:
+        return code
+    return envoy_validate_paths(
+        args.filename, args.namespace, args.envoy_path, sys.stdout, sys.stderr
+    )
+
+
+def envoy_validate_paths(
+    paths: list[str], namespace: str, envoy_path: str | None, out: TextIO, err: TextIO
+) -> int:
+    """`--envoy`: Envoy's verdict on the xDS of files that passed validation (exit 0/1)."""
+    files = list(_expand(paths, []))
+    if STDIN in files:
+        print("Error: --envoy cannot read stdin (-f -); pass files", file=err)
+        return 1
+    try:
+        envoy = envoy_check.find_envoy(envoy_path)
+        proxies = envoy_check.render(files, namespace)
+        rejections = envoy_check.check(envoy, proxies)
+    except envoy_check.EnvoyCheckError as error:
+        print(f"Error: {error}", file=err)
+        return 1
+    for rejection in rejections:
+        for line in rejection.lines():
+            print(line, file=err)
+    if rejections:
+        return 1
+    names = ", ".join(p["id"].split("~")[2] for p in proxies)
+    print(f"Envoy accepts the generated configuration (proxies: {names})", file=out)
+    return 0
 
 
 def validate_paths(paths: list[str], namespace: str, out: TextIO, err: TextIO) -> int:

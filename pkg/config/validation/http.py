@@ -229,6 +229,27 @@ def check_regex(pattern: str) -> str | None:
     return None
 
 
+# Envoy refuses a regex whose compiled RE2 program is larger than the runtime key
+# `re2.max_program_size.error_level`; Istio's bootstrap (and `istioctl bootstrap`) set it to
+# 32768. Istio's validation does not check it: the route configuration is NACKed.
+ENVOY_RE2_MAX_PROGRAM_SIZE = 32768
+
+
+@functools.lru_cache(maxsize=4096)
+def check_regex_program_size(pattern: str) -> str | None:
+    """A warning when Envoy (with Istio's bootstrap) would reject this valid regex as too big."""
+    try:
+        size = int(re2.compile(pattern, _re2_options()).programsize)
+    except re2.error:
+        return None  # check_regex reports it
+    if size <= ENVOY_RE2_MAX_PROGRAM_SIZE:
+        return None
+    return (
+        f"regex RE2 program size of {size} > max program size of {ENVOY_RE2_MAX_PROGRAM_SIZE} "
+        "(re2.max_program_size.error_level): Envoy will reject the route configuration"
+    )
+
+
 def check_http_status(status: int) -> str | None:
     if status < 200 or status > 600:
         return f"HTTP status {status} is not in range 200-599"

@@ -30,6 +30,7 @@ from pkg.config.validation.http import (
     check_header_value,
     check_http_status,
     check_regex,
+    check_regex_program_size,
     check_retry_on,
     is_authority_header,
 )
@@ -186,6 +187,7 @@ def _check_cors(report: Report, cors: CorsPolicy | None, path: str) -> None:
             report.error(at, "'' is not a valid match type for CORS allow origins")
         elif origin.regex is not None:
             report.error(at, check_regex(origin.regex))
+            report.warn(at, check_regex_program_size(origin.regex))
     for index, method in enumerate(cors.allow_methods):
         if method not in CORS_METHODS:
             report.error(
@@ -319,6 +321,7 @@ def _check_rewrite(report: Report, rewrite: HTTPRewrite | None, path: str) -> No
             )
         else:
             report.error(f"{at}.match", check_regex(regex_rewrite.match))
+            report.warn(f"{at}.match", check_regex_program_size(regex_rewrite.match))
 
 
 def _check_authority_rewrite(report: Report, route: HTTPRoute, path: str) -> None:

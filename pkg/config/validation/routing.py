@@ -12,7 +12,7 @@ from pkg.config.specs.virtual_service import (
     StringMatch,
     TLSMatchAttributes,
 )
-from pkg.config.validation.http import check_regex
+from pkg.config.validation.http import check_regex, check_regex_program_size
 from pkg.config.validation.names import (
     check_fqdn,
     check_ip_subnet,
@@ -92,6 +92,9 @@ def check_string_match(
             problem = check_regex(match.regex)
             if problem is not None:
                 report.error(path, f'"{where}": {problem}')
+            else:
+                too_big = check_regex_program_size(match.regex)
+                report.warn(path, None if too_big is None else f'"{where}": {too_big}')
 
 
 def check_percentage(report: Report, percent: Percent | None, path: str) -> None:
