@@ -24,6 +24,10 @@ class Features:
     enable_eds_debounce: bool = True
     # PILOT_PUSH_THROTTLE: concurrent per-proxy pushes; 0 = min(15 + 5 * cores, 100).
     push_throttle: int = 0
+    # PILOT_XDS_SEND_TIMEOUT: a stream whose proxy has not taken one response within this is
+    # dropped; 0 = never. Istio's historical name; its default was 0, ours
+    # is 30s so a proxy that stops reading cannot pin a stream forever.
+    xds_send_timeout: float = 30.0
     # DEFAULT_WORKLOAD_CERT_TTL: lifetime of workload certificates istiod issues (24h).
     workload_cert_ttl: float = 24 * 3600.0
     # MAX_WORKLOAD_CERT_TTL: longest TTL a CSR may ask for (90 days).
@@ -39,6 +43,13 @@ class Features:
     # CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE: rotate the root when less than
     # this percentage of its lifetime is left (20).
     root_cert_grace_percentile: int = 20
+    # ISTIO_MULTIROOT_MESH: accept a changed root-cert.pem in ROOT_CA_DIR while running (a root
+    # added to or dropped from the trust bundle: plugged-in root rotation); false.
+    multi_root_mesh: bool = False
+    # PILOT_REVERT_REJECTED_CONFIG: whose NACKs may revert an object to its last accepted
+    # version for the whole mesh: "authenticated" (proxies with a verified identity, on the
+    # secure port), "all" (also anonymous plaintext streams: trusted networks only), "none".
+    revert_rejected_config: str = "authenticated"
     # UNSAFE_PILOT_XDS_CACHE_VERIFY: rebuild every generated answer from scratch and compare
     # with the shared, cached one; a difference raises (for tests; costly).
     xds_cache_verify: bool = False
@@ -68,6 +79,13 @@ def _duration(env: Mapping[str, str], name: str, default: float) -> float:
         return Duration.parse(raw).total_seconds()
     except ValueError as e:
         raise ConfigError(f"{name}={raw!r}: {e}") from None
+
+
+def _one_of(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in allowed:
+        raise ConfigError(f"{name}={env.get(name)!r}: must be one of {', '.join(allowed)}")
+    return raw
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -136,6 +154,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         debounce_max=_duration(env, "PILOT_DEBOUNCE_MAX", 10.0),
         enable_eds_debounce=_bool(env, "PILOT_ENABLE_EDS_DEBOUNCE", True),
         push_throttle=_int(env, "PILOT_PUSH_THROTTLE", 0),
+        xds_send_timeout=_duration(env, "PILOT_XDS_SEND_TIMEOUT", 30.0),
         workload_cert_ttl=_positive_duration(env, "DEFAULT_WORKLOAD_CERT_TTL", 24 * 3600.0),
         max_workload_cert_ttl=_positive_duration(env, "MAX_WORKLOAD_CERT_TTL", 90 * 86400.0),
         secret_grace_period_ratio=_ratio(env, "SECRET_GRACE_PERIOD_RATIO", 0.5),
@@ -148,6 +167,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         ),
         root_cert_grace_percentile=_int(
             env, "CITADEL_SELF_SIGNED_ROOT_CERT_GRACE_PERIOD_PERCENTILE", 20
+        ),
+        multi_root_mesh=_bool(env, "ISTIO_MULTIROOT_MESH", False),
+        revert_rejected_config=_one_of(
+            env, "PILOT_REVERT_REJECTED_CONFIG", ("authenticated", "all", "none"), "authenticated"
         ),
         xds_cache_verify=_bool(env, "UNSAFE_PILOT_XDS_CACHE_VERIFY", False),
         token_audiences=tuple(

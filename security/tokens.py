@@ -9,6 +9,10 @@ service-account token: `sub: system:serviceaccount:<ns>:<sa>`, audience `istio-c
 Verification accepts ES256 only — `alg: none`, HMAC with the public key as secret and every
 other algorithm are refused before any key is used — and checks issuer, audience, validity
 period (against the issuer's clock) and the claims' shape, each failure with its own reason.
+Reasons never quote the token; values taken from it (algorithm, subject) are shortened.
+
+Revocation (security/revocation.py): `revoke(ns, sa)` refuses every token of that identity
+issued before the call; tokens issued afterwards are accepted.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pkg.errors import AuthenticationError, CAError
 from security.pki.keys import decode_key_pem, encode_key_pem, generate_key, public_key_der
+from security.revocation import RevocationList
 from security.statefile import PRIVATE_MODE, read_optional, state_lock, write_atomic
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,8 @@ DEFAULT_TOKEN_TTL = timedelta(days=365)
 ALGORITHM = "ES256"
 SUBJECT_PREFIX = "system:serviceaccount:"
 _REQUIRED = ("iss", "sub", "aud", "iat", "exp", "kubernetes.io")
+IAT_SKEW = timedelta(minutes=1)  # how far ahead of our clock a token's `iat` may be
+_SHOWN = 64  # at most this many characters of a value taken from a token go into a reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +58,24 @@ def _valid_name(value: object) -> bool:
     return isinstance(value, str) and bool(value) and not any(c in value for c in ":/ ")
 
 
+def _shown(value: object) -> str:
+    """A token-supplied value for an error message: repr'd and cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}...'"
+
+
+def _subject(namespace: str, service_account: str) -> str:
+    return f"{SUBJECT_PREFIX}{namespace}:{service_account}"
+
+
 def _timestamp(claims: Mapping[str, Any], name: str) -> datetime:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthenticationError(f"token claim {name!r} is not a number")
-    return datetime.fromtimestamp(value, UTC)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, ValueError, OSError) as exc:  # 1e300, NaN, Infinity
+        raise AuthenticationError(f"token claim {name!r} is not a valid time") from exc
 
 
 class TokenIssuer:
@@ -67,6 +87,7 @@ class TokenIssuer:
         issuer: str = DEFAULT_ISSUER,
         *,
         clock: Callable[[], datetime] | None = None,
+        revocations: RevocationList | None = None,
     ) -> None:
         if not isinstance(key.curve, ec.SECP256R1):
             raise CAError(f"ES256 needs a P-256 key, not {key.curve.name}")
@@ -74,6 +95,7 @@ class TokenIssuer:
         self._key = key
         self._public = key.public_key()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._revocations = revocations if revocations is not None else RevocationList()
         digest = hashlib.sha256(public_key_der(self._public)).digest()
         self.key_id = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
@@ -98,7 +120,8 @@ class TokenIssuer:
                 if not isinstance(loaded, ec.EllipticCurvePrivateKey):
                     raise CAError(f"{path} is not an EC private key")
                 key = loaded
-        return cls(key, issuer, clock=clock)
+            revocations = RevocationList.load(state_dir)
+        return cls(key, issuer, clock=clock, revocations=revocations)
 
     def issue(
         self,
@@ -111,11 +134,14 @@ class TokenIssuer:
         if not _valid_name(namespace) or not _valid_name(service_account):
             raise ValueError(f"invalid namespace/service account {namespace!r}/{service_account!r}")
         now = int(self._clock().timestamp())
+        subject = _subject(namespace, service_account)
+        cutoff = self._revocations.cutoff(subject)
         claims = {
             "iss": self.issuer,
-            "sub": f"{SUBJECT_PREFIX}{namespace}:{service_account}",
+            "sub": subject,
             "aud": [audience],
-            "iat": now,
+            # A revoked identity's new tokens are stamped at (or after) its cut-off.
+            "iat": now if cutoff is None else max(now, cutoff),
             "nbf": now,
             "exp": now + int(ttl.total_seconds()),
             "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": service_account}},
@@ -130,7 +156,9 @@ class TokenIssuer:
             raise AuthenticationError(f"malformed token: {exc}") from exc
         algorithm = header.get("alg")
         if algorithm != ALGORITHM:
-            raise AuthenticationError(f"token algorithm {algorithm!r} is not allowed (only ES256)")
+            raise AuthenticationError(
+                f"token algorithm {_shown(algorithm)} is not allowed (only ES256)"
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -162,14 +190,15 @@ class TokenIssuer:
             raise AuthenticationError(
                 f"token is not valid before {_timestamp(claims, 'nbf').isoformat()}"
             )
-        if now < _timestamp(claims, "iat") - timedelta(minutes=1):
-            raise AuthenticationError("token was issued in the future")
+        issued_at = _timestamp(claims, "iat")
+        if now < issued_at - IAT_SKEW:
+            raise AuthenticationError(f"token was issued in the future ({issued_at.isoformat()})")
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject.startswith(SUBJECT_PREFIX):
-            raise AuthenticationError(f"token subject {subject!r} is not a service account")
+            raise AuthenticationError(f"token subject {_shown(subject)} is not a service account")
         parts = subject[len(SUBJECT_PREFIX) :].split(":")
         if len(parts) != 2 or not all(_valid_name(part) for part in parts):
-            raise AuthenticationError(f"token subject {subject!r} is not a service account")
+            raise AuthenticationError(f"token subject {_shown(subject)} is not a service account")
         namespace, service_account = parts
         kube = claims["kubernetes.io"]
         account = kube.get("serviceaccount") if isinstance(kube, dict) else None
@@ -179,4 +208,16 @@ class TokenIssuer:
             or account.get("name") != service_account
         ):
             raise AuthenticationError("token kubernetes.io claim does not match its subject")
+        cutoff = self._revocations.cutoff(subject)
+        if cutoff is not None and issued_at.timestamp() < cutoff:
+            revoked = datetime.fromtimestamp(cutoff, UTC).isoformat()
+            raise AuthenticationError(
+                f"token was revoked: the tokens of {subject} issued before {revoked} are refused"
+            )
         return TokenIdentity(namespace, service_account, expires_at)
+
+    def revoke(self, namespace: str, service_account: str) -> datetime:
+        """Refuse every token of this identity issued until now; the cut-off instant."""
+        if not _valid_name(namespace) or not _valid_name(service_account):
+            raise ValueError(f"invalid namespace/service account {namespace!r}/{service_account!r}")
+        return self._revocations.revoke(_subject(namespace, service_account), self._clock())

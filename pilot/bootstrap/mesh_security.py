@@ -23,6 +23,7 @@ import grpc
 from pilot.features import Features
 from pkg.credentials import Credential, Identity
 from security.ca.authority import CertificateAuthority
+from security.ca.credential_files import PersistentCredentials
 from security.ca.source import WorkloadCredentials
 from security.server.authenticate import (
     Authenticator,
@@ -93,8 +94,10 @@ class MeshSecurity:
         self.settings = settings
         self.ca = ca
         self.tokens = tokens
-        self.credentials = WorkloadCredentials(
+        # Kept in the state dir: a restarted istiod serves reconnecting proxies the same ones.
+        self.credentials: WorkloadCredentials = PersistentCredentials(
             ca,
+            settings.state_dir,
             ttl=timedelta(seconds=features.workload_cert_ttl),
             grace_ratio=features.secret_grace_period_ratio,
             root_check_interval=features.root_cert_check_interval or float("inf"),
@@ -123,6 +126,7 @@ class MeshSecurity:
             default_ttl=timedelta(seconds=features.workload_cert_ttl),
             max_ttl=timedelta(seconds=features.max_workload_cert_ttl),
             root_grace_ratio=features.root_cert_grace_percentile / 100,
+            multi_root=features.multi_root_mesh,
         )
         tokens = TokenIssuer.load_or_create(settings.state_dir)
         return cls(settings, ca, tokens)

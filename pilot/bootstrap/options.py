@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pkg.config.types import Duration
 from pkg.errors import ConfigError
 
 
@@ -49,6 +50,11 @@ class Options:
     trust_domain: str | None
     domain_suffix: str
     log_level: str
+    # Istio's --keepaliveMaxServerConnectionAge (its chart sets 30m) and its fixed 10s grace:
+    # past these every xDS connection is closed, so none (e.g. one stuck behind a proxy that
+    # stopped reading) lives forever. 0 = never.
+    max_server_connection_age: float = 30 * 60.0
+    max_server_connection_age_grace: float = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="SPIFFE trust domain (default: meshConfig.trustDomain, cluster.local)",
     )
     p.add_argument("--domain-suffix", default="cluster.local")
+    p.add_argument("--keepalive-max-server-connection-age", default="30m", metavar="DURATION",
+                   help="close xDS connections older than this (Istio's "
+                        "--keepaliveMaxServerConnectionAge; 0 = never)")  # fmt: skip
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "warn", "error"])  # fmt: skip
     return p
@@ -102,4 +111,17 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         trust_domain=args.trust_domain,
         domain_suffix=args.domain_suffix,
         log_level="warning" if args.log_level == "warn" else args.log_level,
+        max_server_connection_age=_duration(
+            args.keepalive_max_server_connection_age, "--keepalive-max-server-connection-age"
+        ),
     )
+
+
+def _duration(value: str, flag: str) -> float:
+    try:
+        seconds = Duration.parse(value).total_seconds()
+    except ValueError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+    if seconds < 0:
+        raise ConfigError(f"{flag}: must not be negative, got {value!r}")
+    return seconds

@@ -23,7 +23,7 @@ from pilot.bootstrap.environment import Environment
 from pilot.bootstrap.jwks_resolver import HttpFetcher, JwksResolver, JwksSettings
 from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, SecuritySettings
 from pilot.bootstrap.options import Address, Options
-from pilot.bootstrap.security_http import SecurityHttp
+from pilot.bootstrap.security_http import SecurityHttp, admin_refusal
 from pilot.config.file import FileConfigSource
 from pilot.config.last_good import with_status
 from pilot.config.store import ConfigStore
@@ -100,6 +100,7 @@ class Istiod:
                 self.features.enable_eds_debounce,
             ),
             push_throttle=self.features.effective_push_throttle,
+            send_timeout=self.features.xds_send_timeout,
             verify_cache=self.features.xds_cache_verify,
         )
         # Root key generation and state files: off the event loop.
@@ -117,7 +118,11 @@ class Istiod:
         # NACKs attributed to an object revert it to its last good version (last_good.py).
         discovery, environment = self.discovery, self.environment
         self.discovery.events.subscribe(
-            RejectionTracker(lambda: discovery.push_context, environment.reject)
+            RejectionTracker(
+                lambda: discovery.push_context,
+                environment.reject,
+                self.features.revert_rejected_config,
+            )
         )
         await self.discovery.start()
         self.environment.set_push_handler(self.discovery.config_update)
@@ -136,8 +141,17 @@ class Istiod:
         if opts.mtls_grpc_addr is not None:
             await self._serve_secure("mtls-grpc", opts.mtls_grpc_addr, client_certs=True)
 
+        def authorize(request: web.Request) -> tuple[int, str] | None:
+            refusal = admin_refusal(security, request)
+            return None if refusal is None else (refusal.status, refusal.reason)
+
         debug = DebugApp(
-            self.discovery, self.configz, self.problems, lambda: self._ready, ledger=self.ledger
+            self.discovery,
+            self.configz,
+            self.problems,
+            lambda: self._ready,
+            ledger=self.ledger,
+            authorize=authorize,
         )
         http_app = debug.app()
         SecurityHttp(security).add_routes(http_app)
@@ -172,15 +186,23 @@ class Istiod:
         )
 
     def _new_grpc_server(self) -> grpc.aio.Server:
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if self.options.max_server_connection_age > 0:
+            # Past age + grace the connection is closed even with a stalled write in it.
+            options += [
+                ("grpc.max_connection_age_ms", int(self.options.max_server_connection_age * 1e3)),
+                (
+                    "grpc.max_connection_age_grace_ms",
+                    int(self.options.max_server_connection_age_grace * 1e3),
+                ),
             ]
-        )
+        server = grpc.aio.server(options=options)
         self._grpc_servers.append(server)
         return server
 
@@ -238,9 +260,14 @@ class Istiod:
 
     async def stop(self) -> None:
         self._ready = False
-        await asyncio.gather(*(server.stop(grace=1.0) for server in self._grpc_servers))
+        # Refuse new RPCs, then end every ADS stream at once with UNAVAILABLE "istiod is
+        # shutting down" (not after the grace period, not with a reset); the grace is only for
+        # what is left (streams that never sent a request).
+        stopping = [asyncio.ensure_future(s.stop(grace=1.0)) for s in self._grpc_servers]
+        await asyncio.sleep(0)
         if self.discovery is not None:
             await self.discovery.stop()
+        await asyncio.gather(*stopping)
         for runner in reversed(self._runners):
             await runner.cleanup()
         await cancel_and_wait(*self._tasks)

@@ -85,6 +85,9 @@ def _valid_ip(value: str) -> bool:
 
 def parse_node(node_id: str, metadata: Mapping[str, Any], locality: str = "") -> Proxy:
     """Istio's ParseServiceNodeWithMetadata: `<type>~<ip>~<name>.<ns>~<ns>.svc.<domain>`."""
+    if not node_id:
+        raise InvalidNodeError("missing node information: empty node id")
+    _check_metadata_types(metadata)
     parts = node_id.split("~")
     if len(parts) != 4:
         raise InvalidNodeError(f"missing parts in the service node {node_id!r}")
@@ -143,6 +146,56 @@ def parse_node(node_id: str, metadata: Mapping[str, Any], locality: str = "") ->
         generator=_str(metadata.get("GENERATOR")),
         metadata=dict(metadata),
     )
+
+
+# Metadata fields Istio decodes as strings (NodeMetadata); any other JSON type fails its decode.
+_STRING_FIELDS = (
+    "NAMESPACE",
+    "SERVICE_ACCOUNT",
+    "INTERCEPTION_MODE",
+    "CLUSTER_ID",
+    "ISTIO_VERSION",
+    "WORKLOAD_NAME",
+    "GENERATOR",
+    "INSTANCE_IPS",
+)
+
+
+def _check_metadata_types(metadata: Mapping[str, Any]) -> None:
+    """Istio refuses node metadata that does not decode into its NodeMetadata (InvalidArgument):
+    a known field of the wrong JSON type is an error naming the field, never silently dropped."""
+    for name in _STRING_FIELDS:
+        value = metadata.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidNodeError(
+                f"invalid node metadata {name}: expected a string, got {_json_type(value)}"
+            )
+    labels = metadata.get("LABELS")
+    if labels is None:
+        return
+    if not isinstance(labels, Mapping):
+        raise InvalidNodeError(
+            f"invalid node metadata LABELS: expected a map of strings, got {_json_type(labels)}"
+        )
+    for key, value in labels.items():
+        if not isinstance(value, str):
+            raise InvalidNodeError(
+                f"invalid node metadata LABELS[{key!r}]: expected a string, got {_json_type(value)}"
+            )
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return "null" if value is None else type(value).__name__
 
 
 def _str(value: Any) -> str:

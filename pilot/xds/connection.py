@@ -47,6 +47,10 @@ from pkg.xds import typeurls
 
 log = logging.getLogger(__name__)
 
+# Types with no generator are watched (and never answered), as Istio does; a client inventing
+# type URLs gets at most this many such watches per stream, so it cannot grow istiod's memory.
+MAX_UNKNOWN_TYPES = 16
+
 
 @dataclass(slots=True)
 class SendRecord:
@@ -99,6 +103,8 @@ class Connection:
 
     def on_sotw_request(self, request: Any) -> list[bytes]:
         type_url = request.type_url
+        if self._too_many_unknown(type_url):
+            return []
         nonce = request.response_nonce
         version = request.version_info
         error = request.error_detail if request.HasField("error_detail") else None
@@ -125,6 +131,8 @@ class Connection:
 
     def on_delta_request(self, request: Any) -> list[bytes]:
         type_url = request.type_url
+        if self._too_many_unknown(type_url):
+            return []
         state, decision = classify_delta(
             self.watches.get(type_url),
             type_url=type_url,
@@ -148,6 +156,15 @@ class Connection:
             # It presented exactly what it would be sent: in sync, with nothing sent.
             state.in_sync_since = time.time()
         return out
+
+    def _too_many_unknown(self, type_url: str) -> bool:
+        if type_url in self._generators or type_url in self.watches:
+            return False
+        unknown = sum(1 for t in self.watches if t not in self._generators)
+        if unknown < MAX_UNKNOWN_TYPES:
+            return False
+        log.debug("ADS: node=%s: ignoring request for unknown type %r", self.proxy.id, type_url)
+        return True
 
     def _record(self, state: WatchState, decision: Decision, nonce: str) -> None:
         """Keep the new watch state, and log (and count) what the request was."""

@@ -3,7 +3,9 @@
 Shapes follow istiod (istio-facts.md §1.2): syncz is a list of SyncStatus objects with nonces,
 adsz lists clients and their watches, config_dump is an Envoy ConfigDump of what istiod would
 send, configz lists every object as a Kubernetes object, registryz every service. Debug handlers
-answer only loopback callers until authenticated access exists.
+answer loopback callers; others only when `authorize` (istiod passes its admin-credential
+check) lets them, else its status (401 without a credential, 403 without admin rights), as
+Istio's allowAuthenticatedOrLocalhost.
 """
 
 from __future__ import annotations
@@ -48,8 +50,13 @@ def _json(data: Any, request: web.Request) -> web.Response:
     )
 
 
+# Why a non-loopback caller may not see debug endpoints: (HTTP status, reason), or None.
+Authorize = Callable[[web.Request], tuple[int, str] | None]
+
+
 def _loopback_only(
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    authorize: Authorize | None = None,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def guarded(request: web.Request) -> web.StreamResponse:
         peer = request.remote or ""
@@ -58,7 +65,12 @@ def _loopback_only(
         except ValueError:
             allowed = peer == ""
         if not allowed:
-            return web.Response(status=401, text="debug endpoints are for loopback callers\n")
+            if authorize is None:
+                return web.Response(status=401, text="debug endpoints are for loopback callers\n")
+            refused = authorize(request)
+            if refused is not None:
+                status, reason = refused
+                return web.Response(status=status, text=f"debug endpoints: {reason}\n")
         return await handler(request)
 
     return guarded
@@ -74,8 +86,10 @@ class DebugApp:
         problems: Callable[[], list[str]],
         ready: Callable[[], bool],
         ledger: PushLedger | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         self.server = server
+        self._authorize = authorize
         self.ledger = ledger  # the push ledger behind /debug/trace (ledger.py, trace.py)
         self._configz = configz
         self._problems = problems
@@ -100,7 +114,7 @@ class DebugApp:
             "/debug/trace": self.trace,
         }
         for path, handler in debug.items():
-            r.add_get(path, _loopback_only(handler))
+            r.add_get(path, _loopback_only(handler, self._authorize))
         return app
 
     async def ready(self, request: web.Request) -> web.Response:

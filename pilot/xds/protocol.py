@@ -181,7 +181,9 @@ def classify_sotw(
     state.requests += 1
     if nonce and nonce != state.nonce_sent:
         return state, Decision(RequestKind.STALE, False)
-    if nonce and (error_message or error_code):
+    if error_message or error_code:
+        # Never answered, even without a nonce (Istio's ShouldRespond checks the error first):
+        # answering a NACK a client cannot attribute would let it drive a push loop.
         state.nack = NackInfo(nonce, version, error_message, error_code, at)
         return state, Decision(RequestKind.NACK, False)
     kind = RequestKind.UPDATE
@@ -262,17 +264,18 @@ def classify_delta(
         return state, Decision(RequestKind.INITIAL, True, state.frozen_names())
     state.requests += 1
     kind = RequestKind.UPDATE
-    if nonce:
-        carried = state.outstanding.pop(nonce, ())
-        if error_message or error_code:
-            state.nack = NackInfo(nonce, "", error_message, error_code, at, carried)
-            kind = RequestKind.NACK
-        else:
-            if nonce == state.nonce_sent or not state.outstanding:
-                state.nonce_acked = nonce
-                state.last_acked_at = at
-                state.nack = None
-            kind = RequestKind.ACK
+    if error_message or error_code:
+        # A NACK, with or without a nonce: never answered (only names it newly subscribes).
+        carried = state.outstanding.pop(nonce, ()) if nonce else ()
+        state.nack = NackInfo(nonce, "", error_message, error_code, at, carried)
+        kind = RequestKind.NACK
+    elif nonce:
+        state.outstanding.pop(nonce, None)
+        if nonce == state.nonce_sent or not state.outstanding:
+            state.nonce_acked = nonce
+            state.last_acked_at = at
+            state.nack = None
+        kind = RequestKind.ACK
     if WILDCARD_NAME in sub:
         state.wildcard = True
         sub.discard(WILDCARD_NAME)
@@ -292,6 +295,6 @@ def classify_delta(
     respond = bool(sub)
     if kind is RequestKind.NACK:
         respond = respond and bool(added)
-    if not nonce and not sub and not unsub:
+    if not nonce and not sub and not unsub and kind is not RequestKind.NACK:
         respond = True
     return state, Decision(kind, respond, added, frozenset(unsub))

@@ -70,9 +70,18 @@ class _Stream:
 
 
 class RejectionTracker:
-    def __init__(self, current_push: Callable[[], PushContext], on_rejected: OnRejected) -> None:
+    def __init__(
+        self,
+        current_push: Callable[[], PushContext],
+        on_rejected: OnRejected,
+        revert: str = "authenticated",
+    ) -> None:
         self._current_push = current_push
         self._on_rejected = on_rejected
+        # Whose NACKs may revert an object for the whole mesh (PILOT_REVERT_REJECTED_CONFIG):
+        # by default only proxies with a verified identity, so an anonymous plaintext client
+        # cannot withdraw config from everyone by NACKing it.
+        self._revert = revert
         self._streams: dict[str, _Stream] = {}
         self._contexts: OrderedDict[str, PushContext] = OrderedDict()
         self.attributions: list[Attribution] = []  # the last few, for tests and debugging
@@ -139,6 +148,20 @@ class RejectionTracker:
         config = result.config
         log.info("NACK from %s on %s attributed to %s (%s)", conn.proxy.name, short,
                  config.key, result.how)  # fmt: skip
+        if self._revert == "none" or (
+            self._revert == "authenticated" and conn.proxy.identity is None
+        ):
+            log.warning(
+                "NACK from %s on %s: %s is not reverted (the proxy is %s; "
+                "PILOT_REVERT_REJECTED_CONFIG=%s): %s",
+                conn.proxy.name,
+                short,
+                config.key,
+                "unauthenticated" if conn.proxy.identity is None else "authenticated",
+                self._revert,
+                event.message,
+            )
+            return
         rejection = Rejection(
             config.key,
             object_version(config),

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 _EOF = object()
 _PUSH = object()
+_SHUTDOWN = object()
+# The status every ADS stream ends with when istiod stops (Envoy reconnects, with backoff).
+SHUTDOWN_MESSAGE = "istiod is shutting down"
 
 
 class PushInputsSource(Protocol):
@@ -63,6 +66,10 @@ class XdsSettings:
     push_throttle: int = 25
     # How long a push worker waits for one stream to take its push before moving on.
     push_send_timeout: float = 10.0
+    # PILOT_XDS_SEND_TIMEOUT: a stream whose proxy has not taken one response within this is
+    # dropped (a proxy that stopped reading); 0 = never. Its connection then closes at the
+    # maximum connection age (--keepalive-max-server-connection-age).
+    send_timeout: float = 30.0
     # UNSAFE_PILOT_XDS_CACHE_VERIFY: recompute every answer from scratch and compare (tests).
     verify_cache: bool = False
 
@@ -128,7 +135,7 @@ class DiscoveryServer:
         await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         for stream in list(self._streams.values()):
-            stream.inbox.put_nowait(_EOF)
+            stream.inbox.put_nowait(_SHUTDOWN)
 
     # ---- change intake -----------------------------------------------------------------
 
@@ -266,6 +273,8 @@ class DiscoveryServer:
                 item = await inbox.get()
                 if item is _EOF:
                     break
+                if item is _SHUTDOWN:  # a status, not a reset: the proxy knows why
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTDOWN_MESSAGE)
                 if item is _PUSH:
                     if stream is None:
                         continue
@@ -276,7 +285,7 @@ class DiscoveryServer:
                         if request is not None:
                             payloads = _generate(stream.connection.on_push, request)
                             for payload in payloads:
-                                await _write(context, payload, delta)
+                                await _write(context, payload, delta, self.settings.send_timeout)
                             done = payloads
                     finally:
                         stream.push_done.set()
@@ -294,7 +303,13 @@ class DiscoveryServer:
                 conn = stream.connection
                 handle = conn.on_delta_request if delta else conn.on_sotw_request
                 for payload in _generate(handle, item):
-                    await _write(context, payload, delta)
+                    await _write(context, payload, delta, self.settings.send_timeout)
+        except _SendTimeout as e:
+            # istiod forgets the stream (no more pushes or state). The stalled write still holds
+            # the gRPC call, so no status can be sent (grpcio refuses a second send, and has no
+            # server-side cancel): end the handler as cancelled, which grpcio does not answer.
+            log.warning("ADS: closing %s: %s", stream.connection.id if stream else "stream", e)
+            raise asyncio.CancelledError from None
         finally:
             reader.cancel()
             if stream is not None:
@@ -404,14 +419,26 @@ def _generate(handle: Callable[[Any], list[bytes]], item: Any) -> list[bytes]:
         raise
 
 
+class _SendTimeout(Exception):
+    """The proxy did not take a response within PILOT_XDS_SEND_TIMEOUT: the stream closes."""
+
+
 async def _write(
-    context: grpc.aio.ServicerContext[Any, bytes], payload: bytes, delta: bool
+    context: grpc.aio.ServicerContext[Any, bytes], payload: bytes, delta: bool, timeout: float
 ) -> None:
     """Write one response, timed (pilot_xds_send_time); a failure other than the stream
-    closing is counted as Istio's `<type>_senderr` push."""
+    closing is counted as Istio's `<type>_senderr` push. A write the proxy does not take
+    within `timeout` (> 0) raises _SendTimeout (counted in pilot_xds_write_timeout)."""
     started = time.perf_counter()
     try:
-        await context.write(payload)
+        if timeout > 0:
+            async with asyncio.timeout(timeout):
+                await context.write(payload)
+        else:
+            await context.write(payload)
+    except TimeoutError:
+        monitoring.WRITE_TIMEOUT.inc()
+        raise _SendTimeout(f"timeout sending a response: not taken within {timeout:g}s") from None
     except Exception:
         if not context.done():
             kind = (

@@ -7,8 +7,10 @@ subject; the previous root stays in the trust bundle until it expires, and becau
 unchanged every certificate signed so far also verifies against the new root.
 
 Plugged-in: Istio's `cacerts` files; leaves are signed by ca-cert.pem and served with
-cert-chain.pem. Leaves carry what Istio puts in them (see `security.pki.issue`); the SANs come
-from the caller's identities, never from the CSR.
+cert-chain.pem. `reload_plugged` picks up edited files (a new signer, or with
+ISTIO_MULTIROOT_MESH a root added to or dropped from the trust bundle; see
+`security.ca.reload`). Leaves carry what Istio puts in them (see `security.pki.issue`); the
+SANs come from the caller's identities, never from the CSR.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from pkg.credentials import Credential
 from pkg.errors import CAError
 from security import monitoring
-from security.ca import storage
+from security.ca import reload, storage
 from security.ca.errors import CertGenError, CSRError, TTLError
 from security.ca.storage import SignerBundle
 from security.pki.certs import decode_csr_pem, encode_cert_pem, encode_certs_pem, general_names
@@ -78,9 +80,20 @@ class CAPolicy:
 class CertificateAuthority:
     """Signs workload and serving certificates and owns the trust bundle (see `load_or_create`)."""
 
-    def __init__(self, bundle: SignerBundle, policy: CAPolicy, state_dir: Path | None) -> None:
+    def __init__(
+        self,
+        bundle: SignerBundle,
+        policy: CAPolicy,
+        state_dir: Path | None,
+        *,
+        cacerts_dir: Path | None = None,
+        reload_policy: reload.ReloadPolicy | None = None,
+    ) -> None:
         self.policy = policy
         self._state_dir = state_dir  # None when plugged in: nothing of ours to persist
+        self._cacerts_dir = cacerts_dir if state_dir is None else None  # set when plugged in
+        self._reload_policy = reload_policy or reload.ReloadPolicy()
+        self._cacerts_seen = reload.fingerprint(self._cacerts_dir) if self._cacerts_dir else ()
         self._bundle = bundle
         self._set_bundle(bundle)
 
@@ -96,6 +109,7 @@ class CertificateAuthority:
         default_ttl: timedelta = DEFAULT_WORKLOAD_TTL,
         max_ttl: timedelta = MAX_WORKLOAD_TTL,
         root_grace_ratio: float = ROOT_GRACE_RATIO,
+        multi_root: bool = False,
     ) -> CertificateAuthority:
         """Plugged-in CA from `cacerts_dir` if it holds Istio's files, else the self-signed one."""
         policy = CAPolicy(trust_domain, clock or utc_now, root_ttl, default_ttl, max_ttl,
@@ -103,11 +117,15 @@ class CertificateAuthority:
         policy.validate()
         now = _aware(policy.clock()).replace(microsecond=0)  # certificates have whole seconds
         if cacerts_dir is not None:
+            seen = reload.fingerprint(cacerts_dir)
             plugged = storage.load_plugged(cacerts_dir, now)
             if plugged is not None:
                 log.info("using plugged-in CA dir=%s signer=%s", cacerts_dir,
                          plugged.signer_cert.subject.rfc4514_string())  # fmt: skip
-                return cls(plugged, policy, None)
+                ca = cls(plugged, policy, None, cacerts_dir=cacerts_dir,
+                         reload_policy=reload.ReloadPolicy(multi_root))  # fmt: skip
+                ca._cacerts_seen = seen  # what was loaded, even if edited since
+                return ca
         with state_lock(state_dir):
             bundle = storage.load_self_signed(state_dir, now)
             if bundle is None:
@@ -143,6 +161,11 @@ class CertificateAuthority:
     @property
     def plugged_in(self) -> bool:
         return self._state_dir is None
+
+    @property
+    def signer_cert(self) -> x509.Certificate:
+        """The certificate leaves are signed with (the root when self-signed)."""
+        return self._bundle.signer_cert
 
     @property
     def root_cert(self) -> x509.Certificate:
@@ -282,6 +305,48 @@ class CertificateAuthority:
                  "new_not_after=%s", old.serial_number, old.not_valid_after_utc.isoformat(),
                  root.serial_number, root.not_valid_after_utc.isoformat())  # fmt: skip
         return rotated
+
+    # -- plugged-in reload ------------------------------------------------------------------
+
+    def reload_plugged(self, now: datetime | None = None) -> bool:
+        """Re-read edited cacerts files; True when the signer or the trust bundle changed.
+
+        Cheap when nothing changed (a stat of the four files). An incomplete or inconsistent
+        set, or a trust bundle change Istio would refuse, is logged and the current CA kept.
+        """
+        directory = self._cacerts_dir
+        if directory is None:
+            return False
+        seen = reload.fingerprint(directory)
+        if seen == self._cacerts_seen:
+            return False
+        self._cacerts_seen = seen
+        when = (_aware(now) if now is not None else self.now()).replace(microsecond=0)
+        try:
+            new = storage.load_plugged(directory, when)
+        except (CAError, OSError, ValueError) as exc:
+            log.error("not reloading plugged-in CA dir=%s: %s", directory, exc)
+            return False
+        if new is None:
+            log.error("not reloading plugged-in CA dir=%s: its files are gone", directory)
+            return False
+        current = self._bundle
+        reason = reload.refusal(current, new, self._reload_policy)
+        if reason is not None:
+            log.warning("not reloading plugged-in CA dir=%s: %s", directory, reason)
+            return False
+        if reload.same_bundle(current, new):
+            return False
+        if new.root not in current.roots:
+            log.warning("plugged-in CA dir=%s: the new signer chains to a root proxies were not "
+                        "sent before; peers still holding the old trust bundle reject its "
+                        "certificates until they get the new one (add the root first)",
+                        directory)  # fmt: skip
+        self._set_bundle(new)
+        log.info("reloaded plugged-in CA dir=%s signer=%s roots=%d (was %d)", directory,
+                 new.signer_cert.subject.rfc4514_string(), len(new.roots),
+                 len(current.roots))  # fmt: skip
+        return True
 
     def _set_bundle(self, bundle: SignerBundle) -> None:
         self._bundle = bundle

@@ -4,8 +4,10 @@
 generator. Envoy connects straight to istiod (there is no agent), so istiod makes each
 workload's key itself and renews its certificate when less than `grace_ratio` of its lifetime
 is left (Istio's SECRET_GRACE_PERIOD_RATIO, 0.5), then tells subscribers so they push the new
-`default` secret. It also polls the CA for root rotation and announces a changed trust bundle
-with `callback(None)`. Identities nobody asked for in a while (twice the TTL) are forgotten.
+`default` secret. It also polls the CA for root rotation (self-signed) and for edited cacerts
+files (plugged-in, every pass) and announces a changed trust bundle with `callback(None)`; when
+the signer itself changed, every cached certificate is re-issued by the new one at once.
+Identities nobody asked for in a while (twice the TTL) are forgotten.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from pkg.credentials import Credential, Identity
 from pkg.errors import CAError
@@ -35,6 +40,17 @@ Subscriber = Callable[[Identity | None], None]
 class _Entry:
     credential: Credential
     last_requested: datetime
+
+
+def _same_signer(a: x509.Certificate, b: x509.Certificate) -> bool:
+    """Whether leaves signed by `b` are signed by `a` as well: the same certificate, or a
+    self-signed root re-issued with the same key and subject (they verify under both)."""
+    if a == b:
+        return True
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return a.subject == b.subject and a.public_key().public_bytes(
+        der, spki
+    ) == b.public_key().public_bytes(der, spki)
 
 
 class WorkloadCredentials:
@@ -101,12 +117,17 @@ class WorkloadCredentials:
         was announced is returned.
         """
         announced: list[Identity | None] = []
-        if check_root and self._ca.check_root_rotation():
-            roots = self._ca.trust_bundle()
-            for identity, entry in self._entries.items():
-                renewed = dataclasses.replace(entry.credential, roots_pem=roots)
-                self._entries[identity] = _Entry(renewed, entry.last_requested)
+        signer = self._ca.signer_cert
+        rotated = check_root and self._ca.check_root_rotation()
+        if self._ca.reload_plugged() or rotated:
             announced.append(None)
+            if _same_signer(self._ca.signer_cert, signer):  # only the bundle is new
+                roots = self._ca.trust_bundle()
+                for identity, entry in self._entries.items():
+                    renewed = dataclasses.replace(entry.credential, roots_pem=roots)
+                    self._entries[identity] = _Entry(renewed, entry.last_requested)
+            else:  # a new signer (plugged-in rotation): everyone moves to it now
+                announced.extend(self._reissue_all())
         now = self._clock()
         idle_after = self._ttl * IDLE_TTLS
         for identity, entry in list(self._entries.items()):
@@ -139,6 +160,18 @@ class WorkloadCredentials:
             await asyncio.sleep(interval)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _reissue_all(self) -> list[Identity]:
+        reissued = []
+        for identity, entry in list(self._entries.items()):
+            try:
+                credential = self._issue(identity)
+            except CAError as exc:  # keep the old one; renewed when due
+                log.error("cannot re-issue credential identity=%s: %s", identity, exc)
+                continue
+            self._entries[identity] = _Entry(credential, entry.last_requested)
+            reissued.append(identity)
+        return reissued
 
     def _due(self, credential: Credential, now: datetime) -> bool:
         return credential.lifetime_fraction_left(now) < self._grace_ratio

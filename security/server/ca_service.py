@@ -2,7 +2,8 @@
 
 The flow of Istio's `security/pkg/server/ca/server.go`:
 1. authenticate the caller (token in the metadata, or the verified client certificate),
-   else `Unauthenticated` "request authenticate failure";
+   else `Unauthenticated` "request authenticate failure: <reason>" (Istio's words, plus
+   every authenticator's reason, which never quotes the token);
 2. refuse a CSR that asks for someone else's identity (`PermissionDenied`) — the SANs are the
    caller's anyway, but a mismatch means a confused or malicious client;
 3. sign with the caller's identity, `validity_duration` seconds (<= 0: the CA's default);
@@ -72,7 +73,9 @@ class CertificateService:
         except AuthenticationError as exc:
             monitoring.AUTHN_FAILURE_COUNT.inc()
             log.warning("CSR authentication failed peer=%s: %s", context.peer(), exc)
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "request authenticate failure")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, f"request authenticate failure: {exc}"
+            )
         refusal = self._refusal(request.csr, caller)
         if refusal is not None:
             log.warning("CSR refused peer=%s: %s", context.peer(), refusal)

@@ -101,7 +101,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         config.mkdir()
         app = Bookinfo({"reviews-v1": backend})
         write_config(config, "reviews.yaml", join_docs(app.service_entry("reviews")))
-        env = {"PILOT_DEBOUNCE_AFTER": "1.5s"}
+        env = {"PILOT_DEBOUNCE_AFTER": "1.5s", "PILOT_REVERT_REJECTED_CONFIG": "all"}
         istiod = IstiodProcess(workdir / "istiod", config_dirs=[config], env=env).start()
         started.append(istiod)
         envoys = {}

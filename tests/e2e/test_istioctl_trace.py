@@ -129,7 +129,10 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     write_config(config, "reviews-vs.yaml", reviews_vs("3s"))
     started: list[Any] = []
     try:
-        istiod = IstiodProcess(workdir / "istiod", config_dirs=[config]).start()
+        # Anonymous (plaintext) Envoys whose NACKs may revert, as last-known-good does for
+        # authenticated proxies by default.
+        env = {"PILOT_REVERT_REJECTED_CONFIG": "all"}
+        istiod = IstiodProcess(workdir / "istiod", config_dirs=[config], env=env).start()
         started.append(istiod)
         envoys = {}
         for proxy, api, _ in PROXIES:

@@ -117,7 +117,9 @@ def test_rejected_virtual_service_serves_last_good_to_old_and_new_proxies(
         join_docs(app.service_entry("reviews"), app.subsets("reviews", ("v1", "v2"))),
     )
     write_config(config, "reviews-vs.yaml", routing("v1"))
-    istiod = istiod_factory(config)
+    # These Envoys use the plaintext port (anonymous): let their NACKs revert (the default,
+    # "authenticated", is tested in tests/pilot/xds/test_rejections.py).
+    istiod = istiod_factory(config, env={"PILOT_REVERT_REJECTED_CONFIG": "all"})
     ip_a = allocate_ip()
     opts_a = sidecar_options(istiod, "productpage-a", ip_a, {"app": "productpage"}, "sotw")
     envoy_a = envoy_factory(options=opts_a)

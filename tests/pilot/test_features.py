@@ -61,3 +61,19 @@ def test_jwks_resolver_knobs() -> None:
         from_env({"BLOCKED_CIDRS_IN_JWKS_URIS": "10.0.0.0/33"})
     with pytest.raises(ConfigError, match="PILOT_JWT_PUB_KEY_REFRESH_INTERVAL"):
         from_env({"PILOT_JWT_PUB_KEY_REFRESH_INTERVAL": "0s"})
+
+
+def test_multiroot_mesh() -> None:
+    assert from_env({}).multi_root_mesh is False
+    assert from_env({"ISTIO_MULTIROOT_MESH": "true"}).multi_root_mesh is True
+    with pytest.raises(ConfigError, match="ISTIO_MULTIROOT_MESH"):
+        from_env({"ISTIO_MULTIROOT_MESH": "maybe"})
+
+
+def test_xds_send_timeout() -> None:
+    """PILOT_XDS_SEND_TIMEOUT (Istio's name; our default 30s, 0 = never)."""
+    assert from_env({}).xds_send_timeout == 30.0
+    assert from_env({"PILOT_XDS_SEND_TIMEOUT": "5s"}).xds_send_timeout == 5.0
+    assert from_env({"PILOT_XDS_SEND_TIMEOUT": "0"}).xds_send_timeout == 0.0
+    with pytest.raises(ConfigError, match="PILOT_XDS_SEND_TIMEOUT"):
+        from_env({"PILOT_XDS_SEND_TIMEOUT": "soon"})

@@ -169,3 +169,88 @@ def test_bad_claim_shapes(issuer: TokenIssuer, changes: dict[str, Any]) -> None:
 def test_issue_rejects_bad_names(issuer: TokenIssuer) -> None:
     with pytest.raises(ValueError, match="invalid namespace"):
         issuer.issue("a:b", "c")
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, float("nan"), float("inf")])
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_out_of_range_times_are_refused_not_crashing(
+    issuer: TokenIssuer, claim: str, value: float
+) -> None:
+    claims = _claims(issuer.issue("a", "b")) | {claim: value}
+    token = jwt.encode(claims, issuer._key, algorithm="ES256")
+    with pytest.raises(AuthenticationError):
+        issuer.verify(token)
+
+
+def test_iat_in_the_future_beyond_skew(issuer: TokenIssuer, clock: FakeClock) -> None:
+    now = int(clock.now.timestamp())
+    claims = _claims(issuer.issue("a", "b"))
+    within = jwt.encode(claims | {"iat": now + 50, "nbf": now}, issuer._key, algorithm="ES256")
+    assert issuer.verify(within).namespace == "a"
+    beyond = jwt.encode(claims | {"iat": now + 61, "nbf": now}, issuer._key, algorithm="ES256")
+    with pytest.raises(AuthenticationError, match="issued in the future"):
+        issuer.verify(beyond)
+
+
+def test_reasons_never_quote_the_token_and_stay_short(issuer: TokenIssuer) -> None:
+    claims = _claims(issuer.issue("a", "b"))
+    long_alg = _hand_made({"alg": "X" * 5000}, claims)
+    long_sub = jwt.encode(claims | {"sub": "s" * 5000}, issuer._key, algorithm="ES256")
+    for token in (long_alg, long_sub, "x" * 5000, issuer.issue("a", "b", audience="zz")):
+        with pytest.raises(AuthenticationError) as raised:
+            issuer.verify(token)
+        reason = str(raised.value)
+        assert len(reason) < 200, reason
+        assert all(part not in reason for part in token.split(".") if len(part) >= 8)
+
+
+# ---- revocation ---------------------------------------------------------------------------
+
+
+def test_revoked_identity_refuses_older_tokens_only(issuer: TokenIssuer, clock: FakeClock) -> None:
+    old = issuer.issue("shop", "cart")
+    other = issuer.issue("shop", "till")
+    cutoff = issuer.revoke("shop", "cart")
+    assert cutoff > clock.now
+    with pytest.raises(AuthenticationError, match="revoked"):
+        issuer.verify(old)
+    assert issuer.verify(other).service_account == "till"  # another identity is untouched
+    new = issuer.issue("shop", "cart")  # the same second as the revocation: still accepted
+    assert issuer.verify(new).service_account == "cart"
+    clock.advance(timedelta(hours=1))
+    with pytest.raises(AuthenticationError, match="revoked"):
+        issuer.verify(old)
+
+
+def test_two_revocations_in_one_second_refuse_the_token_between(
+    issuer: TokenIssuer, clock: FakeClock
+) -> None:
+    issuer.revoke("shop", "cart")
+    between = issuer.issue("shop", "cart")
+    assert issuer.verify(between).namespace == "shop"
+    issuer.revoke("shop", "cart")  # same clock second
+    with pytest.raises(AuthenticationError, match="revoked"):
+        issuer.verify(between)
+    assert issuer.verify(issuer.issue("shop", "cart")).namespace == "shop"
+
+
+def test_revocations_survive_a_restart(
+    issuer: TokenIssuer, state_dir: Path, clock: FakeClock
+) -> None:
+    old = issuer.issue("shop", "cart")
+    issuer.revoke("shop", "cart")
+    restarted = TokenIssuer.load_or_create(state_dir, clock=clock)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        restarted.verify(old)
+    path = state_dir / "revoked-service-accounts.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert json.loads(path.read_text()) == {
+        "system:serviceaccount:shop:cart": int(clock.now.timestamp()) + 1
+    }
+
+
+def test_corrupt_revocation_list_is_an_error(state_dir: Path) -> None:
+    state_dir.mkdir()
+    (state_dir / "revoked-service-accounts.json").write_text('{"x": "soon"}')
+    with pytest.raises(CAError, match=r"revoked-service-accounts\.json"):
+        TokenIssuer.load_or_create(state_dir)

@@ -130,3 +130,29 @@ def write_plugged_ca(
     (directory / "ca-key.pem").write_bytes(key_pem(inter_key))
     (directory / "cert-chain.pem").write_bytes(inter.public_bytes(pem) + root.public_bytes(pem))
     return PluggedCA(directory, root, root_key, inter, inter_key)
+
+
+def install_cacerts(directory: Path, signer: PluggedCA, roots: list[x509.Certificate]) -> None:
+    """Point the cacerts `directory` at `signer` (its intermediate, key and chain) with
+    root-cert.pem = `roots`: each file replaced atomically, the chain and key before ca-cert.pem,
+    root-cert.pem first, as an operator rotating roots by Istio's procedure would."""
+    pem = serialization.Encoding.PEM
+    files = {
+        "root-cert.pem": b"".join(root.public_bytes(pem) for root in roots),
+        "cert-chain.pem": signer.intermediate.public_bytes(pem) + signer.root.public_bytes(pem),
+        "ca-key.pem": key_pem(signer.intermediate_key),
+        "ca-cert.pem": signer.intermediate.public_bytes(pem),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        temp = directory / f".{name}.tmp"
+        temp.write_bytes(data)
+        temp.replace(directory / name)
+
+
+def renew_intermediate(ca: PluggedCA) -> PluggedCA:
+    """A new intermediate (new key) under the same root: an intermediate-only rotation."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_before = ca.intermediate.not_valid_before_utc
+    inter = _ca_cert("Intermediate CA 2", key, ca.root, ca.root_key, not_before, 365)
+    return PluggedCA(ca.directory, ca.root, ca.root_key, inter, key)

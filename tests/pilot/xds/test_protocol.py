@@ -86,6 +86,22 @@ def test_nack_is_recorded_and_never_answered() -> None:
     assert state.nack is None and d.kind is RequestKind.ACK
 
 
+def test_a_nack_without_a_nonce_is_never_answered() -> None:
+    """An unattributable NACK (error_detail, no nonce) is a NACK, not a new request: answering
+    it would let a client that NACKs everything drive a push loop (Istio checks the error
+    first)."""
+    state, _ = sotw(None, CDS, [])
+    sent(state, "n1", "v1")
+    for _ in range(3):
+        state, d = sotw(state, CDS, [], error="rejected")
+        assert d.kind is RequestKind.NACK and not d.respond
+    state, _ = delta(None, CDS)
+    state.nonce_sent = "n1"
+    for _ in range(3):
+        state, d = delta(state, CDS, error="rejected")
+        assert d.kind is RequestKind.NACK and not d.respond
+
+
 def test_removed_names_are_forgotten_so_a_resubscription_is_answered() -> None:
     state, _ = sotw(None, EDS, ["c1", "c2"])
     sent(state, "n1", "v1")

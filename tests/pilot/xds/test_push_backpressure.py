@@ -131,3 +131,27 @@ async def test_a_proxy_that_stops_reading_never_slows_the_others() -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await server.stop()
+
+
+async def test_a_stream_that_does_not_take_its_writes_is_closed_after_the_send_timeout() -> None:
+    """PILOT_XDS_SEND_TIMEOUT: past it, istiod forgets the stream (no state, no more pushes)."""
+    store = ConfigStore()
+    store.replace_all(parse_all(SERVICE.format(n=1)))
+    env = Environment(store, MeshConfig(), "cluster.local")
+    server = DiscoveryServer(env, XdsSettings(push_throttle=1, send_timeout=0.2))
+    server.initialize()
+    await server.start()
+    stuck = FakeStream(stuck=True)
+    task = asyncio.ensure_future(server._stream(stuck.iterate(), stuck, False, None))  # type: ignore[arg-type]
+    try:
+        request = discovery_pb2.DiscoveryRequest(type_url=typeurls.CLUSTER)
+        request.node.CopyFrom(node("stuck.default", ip="127.0.9.9"))
+        stuck.requests.put_nowait(request)
+        # The handler ends as cancelled (no status can follow a stalled write) and forgets it.
+        done, _ = await asyncio.wait([task], timeout=5.0)
+        assert done and task.cancelled()
+        assert server.connections() == [] and stuck.writes_started == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()

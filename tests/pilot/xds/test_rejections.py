@@ -7,6 +7,7 @@ NACKs what a real Envoy would (tests/e2e/test_last_known_good.py does it with re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from envoy.config.route.v3 import route_pb2
 
 from pilot.xds.rejections import RejectionTracker
 from pkg.config.model import ConfigKey, Kind
+from pkg.credentials import Identity
 from pkg.xds import typeurls
 from tests.helpers.ads import AdsClient, AdsEnv, node, parse_all
 
@@ -95,10 +97,12 @@ def v(subset: str) -> str:
     return f"outbound|8080|{subset}|reviews.default.svc.cluster.local"
 
 
-async def start(configs: str) -> tuple[AdsEnv, RejectionTracker]:
+async def start(configs: str, revert: str = "all") -> tuple[AdsEnv, RejectionTracker]:
+    """`revert="all"`: these scripted clients are anonymous (plaintext), like a development
+    mesh's Envoys; the default policy is tested on its own below."""
     env = AdsEnv(parse_all(configs))
     await env.start()
-    tracker = RejectionTracker(lambda: env.server.push_context, env.env.reject)
+    tracker = RejectionTracker(lambda: env.server.push_context, env.env.reject, revert)
     env.server.events.subscribe(tracker)
     return env, tracker
 
@@ -268,3 +272,36 @@ def _names(response: Any) -> list[str]:
         any_.Unpack(config)
         out.append(config.name)
     return out
+
+
+async def test_by_default_only_an_authenticated_proxy_can_revert_an_object() -> None:
+    """PILOT_REVERT_REJECTED_CONFIG=authenticated (the default): an anonymous stream's NACK is
+    attributed and logged but withdraws nothing from the mesh; the same NACK from a proxy
+    with a verified identity reverts the object."""
+    env, tracker = await start(MESH + "---" + routing("v1"), revert="authenticated")
+    client = AdsClient(env.address)
+    try:
+        accepted = await subscribe(client)
+        await ack(client, accepted)
+        env.apply(routing("v2", bad=True))
+        bad = await client.recv()
+        await nack(client, bad, accepted, ENVOY_SAYS)
+        await client.expect_nothing()
+        assert tracker.attributions[-1].config is not None  # found, but not acted on
+        assert env.env.last_good.rejection(KEY) is None
+
+        # The same stream, now with a verified identity (what the secure port gives).
+        (conn,) = env.server.connections()
+        conn.proxy = dataclasses.replace(
+            conn.proxy, identity=Identity("cluster.local", "default", "app")
+        )
+        env.apply(routing("v3", bad=True))
+        worse = await client.recv()
+        await nack(client, worse, accepted, ENVOY_SAYS)
+        # Reverted to the version served before it (the anonymous NACK changed nothing).
+        reverted = await client.recv()
+        assert clusters_routed(reverted) == {v("v2")}
+        assert env.env.last_good.rejection(KEY) is not None
+    finally:
+        await client.close()
+        await env.stop()
