@@ -31,17 +31,22 @@ from pilot.model.push_context import PushContext
 from pilot.model.push_request import PushRequest
 from pilot.xds.generators.base import Generator
 from pilot.xds.observer import Acked, ExpiredNonce, Nacked, Sent, XdsEvents
-from pilot.xds.protocol import Decision, RequestKind, WatchState, classify_delta, classify_sotw
-from pilot.xds.proxy_dependencies import proxy_needs_push
-from pilot.xds.resource_set import ResourceSet
+from pilot.xds.protocol import (
+    Decision,
+    RequestKind,
+    WatchState,
+    classify_delta,
+    classify_sotw,
+    names_key,
+)
+from pilot.xds.proxy_dependencies import incremental_names, proxy_needs_push
+from pilot.xds.resource_set import ResourceSet, versions_of
 from pilot.xds.wire import (
     BuiltResource,
-    VersionMap,
     delta_response,
-    pair_hash,
     set_version,
     sotw_response,
-    version_of,
+    updated_version,
 )
 from pkg.xds import typeurls
 
@@ -116,7 +121,7 @@ class Connection:
             version=version,
             error_message=error.message if error is not None else "",
             error_code=error.code if error is not None else 0,
-            names_key=_names_key(request),  # last: it clears the fields read above
+            names_key=names_key(request),  # last: it clears the fields read above
         )
         self._record(state, decision, nonce)
         if not decision.respond or type_url not in self._generators:
@@ -255,7 +260,7 @@ class Connection:
                 continue
             if not state.force and not generator.needs_push(req):
                 continue
-            only = _incremental_names(req, state)
+            only = incremental_names(req, state)
             if self.delta:
                 out.extend(self._respond_delta(view, state, reason="push", only=only))
             else:
@@ -297,11 +302,11 @@ class Connection:
                 version = set_version((r.name, r.version) for r in resources)
         else:
             # The other subscribed resources are unchanged: their versions are what was sent.
-            version = _updated_version(state.sent, resources)
+            version = updated_version(state.sent, resources)
         wildcard_type = state.type_url in typeurls.WILDCARD_TYPES
         if client_version and client_version == version:
             # A reconnecting proxy that already has exactly this: send nothing.
-            state.sent = _versions(resources)
+            state.sent = versions_of(resources)
             state.version_sent = version
             state.version_acked = version
             state.in_sync_since = time.time()  # SYNCED for syncz, with nothing sent
@@ -330,7 +335,7 @@ class Connection:
             nonce = self._nonce()
             payload = sotw_response(state.type_url, version, nonce, to_send)
         if wildcard_type:
-            state.sent = _versions(resources)
+            state.sent = versions_of(resources)
         else:
             for r in to_send:
                 state.sent[r.name] = r.version
@@ -371,7 +376,7 @@ class Connection:
                 else set_version((r.name, r.version) for r in resources)
             )
         else:
-            version = _updated_version(state.sent, resources)
+            version = updated_version(state.sent, resources)
         shared = resources if isinstance(resources, ResourceSet) and only is None else None
         if shared is not None and not removed and len(to_send) == len(shared):
             to_send = shared
@@ -477,43 +482,3 @@ class Connection:
             version,
             nonce,
         )
-
-
-def _versions(resources: Sequence[BuiltResource]) -> VersionMap:
-    if isinstance(resources, ResourceSet):
-        return resources.versions_copy()
-    return VersionMap((r.name, r.version) for r in resources)
-
-
-def _updated_version(sent: VersionMap, resources: Sequence[BuiltResource]) -> str:
-    """The version of `sent` with `resources` replacing their names (O(len(resources)))."""
-    total = sent.total
-    for r in resources:
-        old = sent.get(r.name)
-        if old is not None:
-            total -= pair_hash(r.name, old)
-        total += r.pair_hash
-    return version_of(total)
-
-
-def _incremental_names(req: PushRequest, state: WatchState) -> frozenset[str] | None:
-    """For an endpoint-only push, the EDS names that can have changed: those of the services
-    whose endpoints changed, plus any forced names. None means "regenerate everything"."""
-    if not req.endpoints_only or state.type_url != typeurls.ENDPOINT or state.wildcard:
-        return None
-    by_host = state.names_by_host()
-    picked = {name for key in req.configs_updated for name in by_host.get(key.name, ())}
-    picked.update(state.force)
-    return frozenset(picked)
-
-
-def _names_key(request: Any) -> Any:
-    """The request reduced to its type URL and resource_names (the other fields were read
-    already), to compare with the request that set the subscription: protobuf equality runs
-    in C, with no Python string per name, so the ACK of a push to a proxy subscribed to a
-    thousand clusters costs microseconds. Small lists need no key."""
-    if len(request.resource_names) < 8:
-        return None
-    for name in ("node", "version_info", "response_nonce", "error_detail"):
-        request.ClearField(name)
-    return request

@@ -16,7 +16,9 @@ from __future__ import annotations
 from pilot.model.proxy_view import ProxyView
 from pilot.model.push_request import PushRequest
 from pilot.model.sidecar_scope import WILDCARD_NS
+from pilot.xds.protocol import WatchState
 from pkg.config.model import ConfigKey, Kind
+from pkg.xds import typeurls
 
 _NAMESPACED_POLICIES = frozenset(
     {
@@ -77,3 +79,14 @@ def proxy_needs_push(view: ProxyView, req: PushRequest) -> bool:
         return True
     imported = None if view.is_router else _imported_namespaces(view)
     return any(_concerns(view, key, imported) for key in req.configs_updated)
+
+
+def incremental_names(req: PushRequest, state: WatchState) -> frozenset[str] | None:
+    """For an endpoint-only push, the EDS names that can have changed: those of the services
+    whose endpoints changed, plus any forced names. None means "regenerate everything"."""
+    if not req.endpoints_only or state.type_url != typeurls.ENDPOINT or state.wildcard:
+        return None
+    by_host = state.names_by_host()
+    picked = {name for key in req.configs_updated for name in by_host.get(key.name, ())}
+    picked.update(state.force)
+    return frozenset(picked)

@@ -144,3 +144,10 @@ EMPTY = ResourceSet(())
 
 def as_set(resources: Sequence[BuiltResource]) -> ResourceSet:
     return resources if isinstance(resources, ResourceSet) else ResourceSet(resources)
+
+
+def versions_of(resources: Sequence[BuiltResource]) -> VersionMap:
+    """name → version of `resources`, as a stream records what it was sent."""
+    if isinstance(resources, ResourceSet):
+        return resources.versions_copy()
+    return VersionMap((r.name, r.version) for r in resources)

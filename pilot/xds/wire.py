@@ -212,3 +212,14 @@ class VersionMap(dict[str, str]):
         name, version = dict.popitem(self)
         self.total -= pair_hash(name, version)
         return name, version
+
+
+def updated_version(sent: VersionMap, resources: Iterable[BuiltResource]) -> str:
+    """The version of `sent` with `resources` replacing their names (O(len(resources)))."""
+    total = sent.total
+    for r in resources:
+        old = sent.get(r.name)
+        if old is not None:
+            total -= pair_hash(r.name, old)
+        total += r.pair_hash
+    return version_of(total)
