@@ -122,7 +122,7 @@ def _static_cluster(cluster: dict[str, Any], endpoints: dict[str, Any]) -> dict[
 
 
 @functools.cache
-def _throwaway() -> tuple[str, str]:
+def throwaway_certificate() -> tuple[str, str]:
     """A self-signed certificate and key (PEM) standing in for every secret and cert file."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "istioctl-validate")])
@@ -158,7 +158,7 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
         return
     if not isinstance(node, dict):
         return
-    cert, key = _throwaway()
+    cert, key = throwaway_certificate()
     for name, value in list(node.items()):
         if name in _FILE_SOURCES and isinstance(value, dict) and "filename" in value:
             node[name] = {"inlineString": key if name == "privateKey" else cert}
@@ -176,7 +176,7 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
 
 
 def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
-    cert, key = _throwaway()
+    cert, key = throwaway_certificate()
     out: list[dict[str, Any]] = [
         {
             "name": name,

@@ -28,12 +28,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
+from istioctl.envoy_bootstrap import throwaway_certificate
 from tests.helpers.golden import to_proto_dict
 from tests.helpers.xds import HCM_TYPE, XdsResources, eds_service_name
 
@@ -92,44 +92,13 @@ def _static_cluster(cluster: Any, resources: XdsResources) -> Any:
     return out
 
 
-@functools.cache
-def _throwaway_cert() -> tuple[str, str]:
-    """A self-signed certificate and key (PEM) standing in for every SDS secret."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pyistio-validate")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("spiffe://cluster.local/ns/default/sa/validate")]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
 _FILE_SOURCES = ("certificateChain", "privateKey", "trustedCa", "crl")
 
 
 @functools.cache
 def _throwaway_files() -> dict[str, str]:
     """PEM contents standing in for certificate files named in TLS contexts."""
-    cert_pem, key_pem = _throwaway_cert()
+    cert_pem, key_pem = throwaway_certificate()
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     key = serialization.load_pem_private_key(key_pem.encode(), password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
@@ -176,7 +145,7 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
 
 
 def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
-    cert, key = _throwaway_cert()
+    cert, key = throwaway_certificate()
     out: list[dict[str, Any]] = [
         {
             "name": name,
