@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from istioctl.bootstrap import SecureMaterial
+from istioctl.http import OPENER, reason
 from pkg.version import VERSION
 
 DEFAULT_TIMEOUT = 10.0
@@ -63,14 +64,6 @@ class IssuedToken:
 class _Response:
     status: int
     body: bytes
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
 def fetch_secure_material(
@@ -185,7 +178,7 @@ def _request(base_url: str, request: urllib.request.Request, timeout: float) -> 
     IstiodError("--istiod-http: cannot reach BASE: reason")."""
     request.add_header("User-Agent", _USER_AGENT)
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             return _Response(response.status, _read(response))
     except urllib.error.HTTPError as err:
         try:
@@ -193,8 +186,7 @@ def _request(base_url: str, request: urllib.request.Request, timeout: float) -> 
         finally:
             err.close()
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        reason = _reason(err)
-        raise IstiodError(f"--istiod-http: cannot reach {base_url}: {reason}") from None
+        raise IstiodError(f"--istiod-http: cannot reach {base_url}: {reason(err)}") from None
 
 
 def _read(response: Any) -> bytes:
@@ -202,17 +194,6 @@ def _read(response: Any) -> bytes:
     if len(body) > _MAX_BODY:
         raise IstiodError(f"istiod's response from {response.url} is over {_MAX_BODY} bytes")
     return body
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, urllib.error.URLError) and not isinstance(err.reason, str):
-        err = err.reason
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, OSError) and err.strerror:
-        return err.strerror
-    text = str(err) or type(err).__name__
-    return text
 
 
 def _error_text(body: bytes) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from istioctl.http import OPENER
 from pkg.analysis.configz import ConfigzError, from_configz, workloads_from_adsz
 from pkg.analysis.loader import Loaded
 from pkg.version import VERSION
@@ -78,14 +79,6 @@ def _read(path: Path) -> bytes:
         raise SourceError(f"open {path}: {error.strerror or error}") from None
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # the 3xx surfaces as an HTTPError
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-
-
 def istiod_base(url: str) -> str:
     """`http://HOST:PORT` from `--istiod` (a bare HOST:PORT means http)."""
     text = url.strip().rstrip("/")
@@ -111,7 +104,7 @@ def read_istiod(url: str, timeout: float) -> Loaded:
 def _get_json(url: str, timeout: float) -> Any:
     request = urllib.request.Request(url, headers={"User-Agent": f"istioctl/{VERSION}"})
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             body = response.read(MAX_BODY + 1)
     except urllib.error.HTTPError as error:
         text = error.read(300).decode("utf-8", "replace").strip()

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 import yaml
 
 from istioctl.experimental.trace_render import render_table
+from istioctl.http import OPENER
 from pkg.config.model import Kind
 
 DEFAULT_ISTIOD = "http://127.0.0.1:8080"
@@ -152,14 +153,6 @@ def normalize_url(text: str) -> str:
     return url.rstrip("/")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-
-
 def fetch(base: str, target: Target, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, Any]:
     """(HTTP status, JSON body) of istiod's /debug/trace; TraceError when unreachable."""
     query = urllib.parse.urlencode(
@@ -167,7 +160,7 @@ def fetch(base: str, target: Target, timeout: float = DEFAULT_TIMEOUT) -> tuple[
     )
     url = f"{base}/debug/trace?{query}"
     try:
-        with _OPENER.open(urllib.request.Request(url), timeout=timeout) as response:
+        with OPENER.open(urllib.request.Request(url), timeout=timeout) as response:
             status, body = response.status, response.read(_MAX_BODY)
     except urllib.error.HTTPError as err:
         status, body = err.code, err.read(_MAX_BODY)

@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
+from istioctl.http import OPENER, reason
 from pkg.version import VERSION
 
 DEFAULT_TIMEOUT = 10.0
@@ -139,20 +140,12 @@ class FileSource:
 # -- HTTP --------------------------------------------------------------------------------
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a 3xx surfaces as an HTTPError
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-
-
 def _get_json(flag: str, url: str, timeout: float, server: str, proxy: str = "") -> Any:
     request = urllib.request.Request(
         url, headers={"Accept": "application/json", "User-Agent": f"istioctl/{VERSION}"}
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as response:
+        with OPENER.open(request, timeout=timeout) as response:
             status, body = response.status, _read(flag, url, response)
     except urllib.error.HTTPError as err:
         try:
@@ -160,7 +153,7 @@ def _get_json(flag: str, url: str, timeout: float, server: str, proxy: str = "")
         finally:
             err.close()
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        raise SourceError(f"{flag}: cannot reach {url}: {_reason(err)}") from None
+        raise SourceError(f"{flag}: cannot reach {url}: {reason(err)}") from None
     if status != 200:
         text = _excerpt(body)
         if server == "istiod" and status == 404:
@@ -179,16 +172,6 @@ def _read(flag: str, url: str, response: Any) -> bytes:
     if len(body) > MAX_BODY:
         raise SourceError(f"{flag}: the answer from {url} is over {MAX_BODY >> 20} MiB")
     return body
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, urllib.error.URLError) and not isinstance(err.reason, str):
-        err = err.reason
-    if isinstance(err, TimeoutError):
-        return "timed out"
-    if isinstance(err, OSError) and err.strerror:
-        return str(err.strerror)
-    return str(err) or type(err).__name__
 
 
 def _excerpt(body: bytes) -> str:

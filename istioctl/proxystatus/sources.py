@@ -26,6 +26,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import struct_pb2
 
+from istioctl.http import OPENER
 from istioctl.proxyconfig.sources import normalize_url
 from istioctl.proxystatus.model import SyncError, SyncReport, from_response, from_syncz
 from pkg.version import VERSION
@@ -41,17 +42,9 @@ class SourceError(Exception):
     """Reading istiod or Envoy failed; the message says what, for the user."""
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
-
-
 def get_json(url: str, flag: str, timeout: float) -> Any:
     try:
-        with _OPENER.open(urllib.request.Request(url), timeout=timeout) as response:
+        with OPENER.open(urllib.request.Request(url), timeout=timeout) as response:
             body = response.read(_MAX_BODY)
     except urllib.error.HTTPError as err:
         text = err.read(300).decode("utf-8", "replace").strip()
