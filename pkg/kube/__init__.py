@@ -1,0 +1,1 @@
+"""Kubernetes access: the only place the official `kubernetes` client is imported."""
