@@ -36,9 +36,6 @@ async def run(argv: Sequence[str] | None = None) -> int:
         print(f"istiod: {e}", file=sys.stderr)
         return 2
     configure_logging(options.log_level)
-    if options.kubeconfig is not None:
-        print("istiod: Kubernetes mode (--kubeconfig) is not available yet", file=sys.stderr)
-        return 2
     try:
         istiod = Istiod(options, features)
     except ConfigError as e:

@@ -25,6 +25,7 @@ from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, Se
 from pilot.bootstrap.options import Address, Options
 from pilot.bootstrap.security_http import SecurityHttp, admin_refusal
 from pilot.config.file import FileConfigSource
+from pilot.config.kube import KubeConfigSource
 from pilot.config.last_good import with_status
 from pilot.config.store import ConfigStore
 from pilot.features import Features
@@ -43,6 +44,8 @@ from pkg.aio import cancel_and_wait, guarded_task
 from pkg.config.mesh import MeshConfig, load_mesh_config
 from pkg.config.model import ConfigKey, Kind
 from pkg.credentials import Identity
+from pkg.errors import ConfigError
+from pkg.kube.client import KubeClient
 from security.server.ca_service import ca_grpc_handler
 
 log = logging.getLogger(__name__)
@@ -66,7 +69,16 @@ class Istiod:
         # it sees every store event, from the first load on.
         self.ledger = PushLedger()
         self.store.add_handler(self.ledger.config_events)
-        self.source = FileConfigSource(options.config_dirs, self.store)
+        # --kubeconfig: Istio objects from the API server (Kubernetes mode); else files.
+        self.source: FileConfigSource | KubeConfigSource
+        if options.kubeconfig is not None:
+            try:
+                kube = KubeClient.from_kubeconfig(str(options.kubeconfig))
+            except Exception as e:  # missing file, no current context, bad YAML...
+                raise ConfigError(f"--kubeconfig {options.kubeconfig}: {e}") from e
+            self.source = KubeConfigSource(kube, self.store)
+        else:
+            self.source = FileConfigSource(options.config_dirs, self.store)
         self.environment: Environment | None = None
         self.discovery: DiscoveryServer | None = None
         self.security: MeshSecurity | None = None
@@ -87,8 +99,12 @@ class Istiod:
 
     async def start(self) -> None:
         opts = self.options
-        await self.source.load()
+        kube = isinstance(self.source, KubeConfigSource)
+        if isinstance(self.source, FileConfigSource):
+            await self.source.load()
         self.environment = Environment(self.store, self.mesh, opts.domain_suffix)
+        if isinstance(self.source, KubeConfigSource):
+            self.source.start()  # served (and /ready) once every kind's initial list is in
         # RequestAuthentication keys: fetched before the first push, then kept fresh.
         self.environment.jwks = lambda: self.jwks.snapshot
         self.jwks.follow(self.store)
@@ -109,8 +125,9 @@ class Istiod:
         self.discovery = DiscoveryServer(
             self.environment, settings, default_generators(security.credentials)
         )
-        self.discovery.initialize()
-        self.ledger.serving()
+        if not kube:
+            self.discovery.initialize()
+            self.ledger.serving()
         self.discovery.events.subscribe(self.ledger)
         # Istio's xDS metrics from what the streams report (pilot/xds/metrics_observer.py).
         self.discovery.events.subscribe(XdsMetrics())
@@ -125,7 +142,8 @@ class Istiod:
             )
         )
         await self.discovery.start()
-        self.environment.set_push_handler(self.discovery.config_update)
+        if not kube:
+            self.environment.set_push_handler(self.discovery.config_update)
         security.credentials.subscribe(self._on_credentials)
 
         # Plaintext ADS: development only, unauthenticated (no identity, no keys, no mTLS).
@@ -162,13 +180,33 @@ class Istiod:
             monitoring.add_subapp("/metrics", metrics_app())
             await self._serve_http("monitoring", monitoring, opts.monitoring_addr)
 
-        self._tasks.append(guarded_task(self.source.watch(), name="config-watch"))
+        if isinstance(self.source, FileConfigSource):
+            self._tasks.append(guarded_task(self.source.watch(), name="config-watch"))
         self._tasks.append(
             guarded_task(security.credentials.run(RENEW_CHECK_INTERVAL), name="ca-renewals")
         )
         self._tasks.append(
             guarded_task(security.renew_serving_certificate(), name="ca-serving-cert")
         )
+        if kube:
+            self._tasks.append(guarded_task(self._serve_when_synced(), name="config-synced"))
+        else:
+            self._now_ready()
+
+    async def _serve_when_synced(self) -> None:
+        """Kubernetes mode: the first snapshot, pushes and /ready once the caches are synced
+        (until then ADS streams are refused with UNAVAILABLE and /ready answers 503)."""
+        assert isinstance(self.source, KubeConfigSource)
+        assert self.discovery is not None and self.environment is not None
+        await self.source.synced.wait()
+        await self.jwks.prime(jwks_demand(self.store.list(Kind.REQUEST_AUTHENTICATION)))
+        self.discovery.initialize()
+        self.ledger.serving()
+        self.environment.set_push_handler(self.discovery.config_update)
+        self._now_ready()
+
+    def _now_ready(self) -> None:
+        assert self.environment is not None
         self._ready = True
         log.info("istiod ready: %d objects, %d services", len(self.store),
                  len(self.environment.registry.services))  # fmt: skip
@@ -271,6 +309,9 @@ class Istiod:
         for runner in reversed(self._runners):
             await runner.cleanup()
         await cancel_and_wait(*self._tasks)
+        if isinstance(self.source, KubeConfigSource):
+            await self.source.stop()
+            self.source.kube.close()
         await self.jwks.close()
         self._tasks.clear()
 
