@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from pilot.config.kube import KubeConfigSource
 from pilot.config.store import ConfigEvent, ConfigStore
 from pkg.config.model import ConfigKey, Kind
 from pkg.kube.client import KubeClient
+from tests.helpers.aio import eventually
 from tests.helpers.kube.conftest import NET, fake_apiserver, kube, virtual_service  # noqa: F401
 from tests.helpers.kube.fake_apiserver import FakeApiServer
 
@@ -51,10 +51,7 @@ class Recorder:
 
 
 async def until(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
+    await eventually(predicate, timeout=timeout, message=what)
 
 
 def create(client: KubeClient, name: str, host: str, ns: str = "default") -> str:
