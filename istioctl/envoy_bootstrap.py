@@ -82,7 +82,7 @@ class ProxyConfig:
             "staticResources": {
                 "listeners": static["listeners"],
                 "clusters": [ads, *static["clusters"]],
-                "secrets": _secrets(certs, cas),
+                "secrets": throwaway_secrets(certs, cas),
             },
         }
 
@@ -175,7 +175,8 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
             _static_secrets(value, certs, cas)
 
 
-def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
+def throwaway_secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
+    """Static secrets standing in for the SDS `certs` (certificate + key) and `cas` (trust)."""
     cert, key = throwaway_certificate()
     out: list[dict[str, Any]] = [
         {

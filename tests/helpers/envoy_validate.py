@@ -33,7 +33,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 
-from istioctl.envoy_bootstrap import throwaway_certificate
+from istioctl.envoy_bootstrap import throwaway_certificate, throwaway_secrets
 from tests.helpers.golden import to_proto_dict
 from tests.helpers.xds import HCM_TYPE, XdsResources, eds_service_name
 
@@ -144,25 +144,6 @@ def _static_secrets(node: Any, certs: set[str], cas: set[str]) -> None:
             _static_secrets(value, certs, cas)
 
 
-def _secrets(certs: set[str], cas: set[str]) -> list[dict[str, Any]]:
-    cert, key = throwaway_certificate()
-    out: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "tlsCertificate": {
-                "certificateChain": {"inlineString": cert},
-                "privateKey": {"inlineString": key},
-            },
-        }
-        for name in sorted(certs)
-    ]
-    out.extend(
-        {"name": name, "validationContext": {"trustedCa": {"inlineString": cert}}}
-        for name in sorted(cas)
-    )
-    return out
-
-
 def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
     proxy = resources.view.proxy
     listeners = [
@@ -215,7 +196,7 @@ def validation_bootstrap(resources: XdsResources) -> dict[str, Any]:
         "staticResources": {
             "listeners": static_listeners,
             "clusters": [ads, *static_clusters],
-            "secrets": _secrets(certs, cas),
+            "secrets": throwaway_secrets(certs, cas),
         },
     }
 
