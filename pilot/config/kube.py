@@ -34,7 +34,7 @@ from pilot.config.kube_watch import (
     Target,
 )
 from pilot.config.store import ConfigStore
-from pkg.config.model import Config, ConfigKey
+from pkg.config.model import Config, ConfigKey, Kind
 from pkg.config.schema import SCHEMAS, KindSchema, parse_object
 from pkg.kube.client import DELETED, KubeClient
 
@@ -44,9 +44,21 @@ SOURCE = "kubernetes"  # the `path` of a Problem found in an API server object
 STOP_TIMEOUT = 2.0
 
 
+# The Kubernetes kinds istiod reads besides Istio's own (registry, credentials, namespaces).
+KUBERNETES_KINDS = frozenset({Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.SECRET, Kind.NAMESPACE})
+
+# As Istio's credentials controller: Helm release records and service-account tokens are
+# Secrets istiod never serves, and they are most of a cluster's Secrets.
+SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+
+
 def watched_schemas() -> tuple[KindSchema, ...]:
-    """The kinds this step watches: every Istio kind (Kubernetes kinds come later)."""
-    return tuple(s for s in SCHEMAS if s.istio)
+    """Every Istio kind, and the Kubernetes kinds of KUBERNETES_KINDS."""
+    return tuple(s for s in SCHEMAS if s.istio or s.kind in KUBERNETES_KINDS)
+
+
+def _field_selector(schema: KindSchema) -> str:
+    return SECRET_FIELD_SELECTOR if schema.kind is Kind.SECRET else ""
 
 
 def _identity(schema: KindSchema, obj: dict[str, Any], default_ns: str) -> ConfigKey:
@@ -75,7 +87,9 @@ class KubeConfigSource:
         self._on_problems = on_problems
         scopes = self.namespaces or ("",)
         self.targets = tuple(
-            Target(s, ns if s.namespaced else "") for s in watched_schemas() for ns in scopes
+            Target(s, ns if s.namespaced else "", _field_selector(s))
+            for s in watched_schemas()
+            for ns in (scopes if s.namespaced else ("",))
         )
         self._watch_timeout = watch_timeout
         self._backoff_max = backoff_max

@@ -12,6 +12,7 @@ its cache); on any other error it retries after a capped exponential backoff.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ class Target:
 
     schema: KindSchema
     namespace: str = ""
+    field_selector: str = ""
 
     def __str__(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
@@ -56,6 +58,46 @@ class Changed:
 
 
 Message = Listed | Changed
+
+# Built-in kinds: (API group accessor on KubeClient, cluster-wide list, namespaced list).
+# Istio's CRDs go through the CustomObjectsApi instead.
+_BUILTIN_CALLS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("", "services"): ("core", "list_service_for_all_namespaces", "list_namespaced_service"),
+    ("", "pods"): ("core", "list_pod_for_all_namespaces", "list_namespaced_pod"),
+    ("", "secrets"): ("core", "list_secret_for_all_namespaces", "list_namespaced_secret"),
+    ("", "configmaps"): (
+        "core",
+        "list_config_map_for_all_namespaces",
+        "list_namespaced_config_map",
+    ),
+    ("", "nodes"): ("core", "list_node", ""),
+    ("", "namespaces"): ("core", "list_namespace", ""),
+    ("discovery.k8s.io", "endpointslices"): (
+        "discovery",
+        "list_endpoint_slice_for_all_namespaces",
+        "list_namespaced_endpoint_slice",
+    ),
+}
+
+
+def list_call(kube: KubeClient, target: Target) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The client function (and its positional arguments) that lists — and, given `watch=True`,
+    watches — `target`."""
+    s = target.schema
+    builtin = _BUILTIN_CALLS.get((s.group, s.plural))
+    if builtin is not None:
+        accessor, cluster_wide, namespaced = builtin
+        api = getattr(kube, accessor)()
+        if target.namespace and namespaced:
+            return getattr(api, namespaced), (target.namespace,)
+        return getattr(api, cluster_wide), ()
+    if s.group == "" or not s.istio:
+        raise ValueError(f"no list call for {s.plural}.{s.group or 'core'}")
+    custom = kube.custom()
+    if target.namespace:
+        args = (s.group, s.versions[0], target.namespace, s.plural)
+        return custom.list_namespaced_custom_object, args
+    return custom.list_cluster_custom_object, (s.group, s.versions[0], s.plural)
 
 
 def backoff_delays(
@@ -120,12 +162,10 @@ class KindWatcher:
         return not self._thread.is_alive()
 
     def _list_call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
-        custom = self.kube.custom()
-        s = self.target.schema
-        if self.target.namespace:
-            args = (s.group, s.versions[0], self.target.namespace, s.plural)
-            return custom.list_namespaced_custom_object, args
-        return custom.list_cluster_custom_object, (s.group, s.versions[0], s.plural)
+        return list_call(self.kube, self.target)
+
+    def _selectors(self) -> dict[str, str]:
+        return {"field_selector": self.target.field_selector} if self.target.field_selector else {}
 
     def _run(self) -> None:
         delay = backoff_delays(BACKOFF_INITIAL, self._backoff_max)
@@ -149,7 +189,9 @@ class KindWatcher:
 
     def _list(self) -> None:
         func, args = self._list_call()
-        listed = func(*args)
+        # Raw JSON, as the watch events are: the typed models would drop unknown fields.
+        response = func(*args, **self._selectors(), _preload_content=False)
+        listed = json.loads(response.data)
         rv = str(listed["metadata"]["resourceVersion"])
         self.lists += 1
         self._deliver(Listed(self.target, tuple(listed.get("items") or ()), rv))
@@ -169,6 +211,7 @@ class KindWatcher:
                 resource_version=self.resource_version,
                 allow_watch_bookmarks=True,
                 timeout_seconds=self._watch_timeout,
+                **self._selectors(),
             ):
                 kind = event["type"]
                 obj = event["raw_object"]

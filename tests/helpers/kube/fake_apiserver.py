@@ -39,8 +39,9 @@ Simplifications (none of them something istiod relies on):
 - strategic merge patch is a JSON merge patch (lists are replaced, not merged by key; no
   `$patch` directives); JSON patch has no move/copy.
 - a namespace need not exist to hold objects; deleting a namespace deletes nothing else;
-  deletion is immediate (no finalizers, no graceful deletion); delete of a built-in kind
-  answers a Success Status, of a custom resource the deleted object.
+  deletion is immediate (no finalizers, no graceful deletion); delete answers the deleted
+  object for custom resources, Services and Pods (as the real registries do), else a Success
+  Status.
 - `continue` tokens stay valid only while nothing of that resource changed (then 410 Expired,
   which the real server answers when the snapshot was compacted); no `remainingItemCount`.
 - watch without resourceVersion does not wait for a "fresh" read; no `sendInitialEvents`; a
@@ -290,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             opts = self._body() or {}
             rv = (opts.get("preconditions") or {}).get("resourceVersion") or ""
             old = store.delete(r, ns, name, rv)
-            if r.custom:
+            if r.delete_returns_object:
                 self._send(200, r.typed(old, version))
             else:
                 details = {"name": name, "kind": r.plural, "uid": old["metadata"]["uid"]}
@@ -323,7 +324,9 @@ class _Handler(BaseHTTPRequestHandler):
             return store.update(r, ns, name, new)
 
     def _list(self, r: Resource, version: str, ns: str, query: dict[str, str]) -> None:
-        f = Filter.parse(ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+        f = Filter.parse(
+            ns, query.get("labelSelector", ""), query.get("fieldSelector", ""), r.field_labels
+        )
         store = self.server.api.store
         with store.changed:
             rv, items = store.snapshot(r, f)
@@ -366,7 +369,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _watch(self, r: Resource, version: str, ns: str, query: dict[str, str]) -> None:
-        f = Filter.parse(ns, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+        f = Filter.parse(
+            ns, query.get("labelSelector", ""), query.get("fieldSelector", ""), r.field_labels
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")

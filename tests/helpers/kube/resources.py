@@ -24,6 +24,12 @@ class Resource:
     namespaced: bool = True
     verbs: tuple[str, ...] = _RW
     custom: bool = False  # a CRD: no strategic merge patch, delete answers the object
+    field_labels: tuple[str, ...] = ()  # field selectors beyond metadata.name/namespace
+
+    @property
+    def delete_returns_object(self) -> bool:
+        """The real server answers a DELETE with the object for these, else with a Status."""
+        return self.custom or (self.group == "" and self.plural in ("services", "pods"))
 
     @property
     def singular(self) -> str:
@@ -44,7 +50,7 @@ _BUILTIN = (
     Resource("", ("v1",), "pods", "Pod"),
     Resource("", ("v1",), "nodes", "Node", namespaced=False),
     Resource("", ("v1",), "namespaces", "Namespace", namespaced=False),
-    Resource("", ("v1",), "secrets", "Secret"),
+    Resource("", ("v1",), "secrets", "Secret", field_labels=("type",)),
     Resource("", ("v1",), "configmaps", "ConfigMap"),
     Resource("", ("v1",), "serviceaccounts", "ServiceAccount"),
     Resource("discovery.k8s.io", ("v1",), "endpointslices", "EndpointSlice"),

@@ -97,12 +97,16 @@ def labels_match(reqs: list[tuple[str, str, tuple[str, ...]]], labels: dict[str,
     return True
 
 
-def parse_field_selector(text: str) -> list[tuple[str, bool, str]]:
-    """(field, equal, value) for `metadata.name` and `metadata.namespace` (all we serve)."""
+def parse_field_selector(
+    text: str, extra_fields: tuple[str, ...] = ()
+) -> list[tuple[str, bool, str]]:
+    """(field, equal, value) for `metadata.name`, `metadata.namespace` and the resource's own
+    field labels (`extra_fields`, e.g. a Secret's `type`), as the real server supports."""
     out: list[tuple[str, bool, str]] = []
+    supported = ("metadata.name", "metadata.namespace", *extra_fields)
     for part in filter(None, (p.strip() for p in text.split(","))):
         m = re.match(r"^([\w.]+)\s*(==|!=|=)\s*(.*)$", part)
-        if m is None or m[1] not in ("metadata.name", "metadata.namespace"):
+        if m is None or m[1] not in supported:
             raise ApiError(400, "BadRequest", f'field label not supported: "{part}"')
         out.append((m[1], m[2] != "!=", m[3]))
     return out
@@ -115,11 +119,17 @@ class Filter:
     fields: tuple[tuple[str, bool, str], ...] = ()
 
     @classmethod
-    def parse(cls, namespace: str, label_selector: str, field_selector: str) -> Filter:
+    def parse(
+        cls,
+        namespace: str,
+        label_selector: str,
+        field_selector: str,
+        extra_fields: tuple[str, ...] = (),
+    ) -> Filter:
         return cls(
             namespace,
             tuple(parse_label_selector(label_selector)),
-            tuple(parse_field_selector(field_selector)),
+            tuple(parse_field_selector(field_selector, extra_fields)),
         )
 
     def matches(self, obj: Obj | None) -> bool:
@@ -129,7 +139,11 @@ class Filter:
         if self.namespace and meta.get("namespace", "") != self.namespace:
             return False
         for name, equal, value in self.fields:
-            if (meta.get(name.split(".")[1], "") == value) != equal:
+            if name.startswith("metadata."):
+                actual = meta.get(name.split(".")[1], "")
+            else:
+                actual = obj.get(name, "")
+            if (actual == value) != equal:
                 return False
         return labels_match(list(self.labels), meta.get("labels") or {})
 

@@ -245,3 +245,51 @@ async def test_synced_waits_for_every_initial_list(
     source.apply(Listed(source.targets[-1], (), "1"))
     assert source.synced.is_set()
     client.close()
+
+
+async def test_kubernetes_kinds_reach_the_store_and_token_secrets_are_not_watched(
+    kube: KubeClient,  # noqa: F811
+    source_of: Callable[..., tuple[KubeConfigSource, ConfigStore, Recorder]],
+) -> None:
+    core = kube.core()
+    core.create_namespace({"metadata": {"name": "shop", "labels": {"istio-injection": "enabled"}}})
+    core.create_namespaced_service(
+        "shop",
+        {
+            "metadata": {"name": "cart"},
+            "spec": {"selector": {"app": "cart"}, "ports": [{"name": "http", "port": 80}]},
+        },
+    )
+    tls = {"tls.crt": "Y2VydA==", "tls.key": "a2V5"}
+    core.create_namespaced_secret(
+        "shop", {"metadata": {"name": "cert"}, "type": "kubernetes.io/tls", "data": tls}
+    )
+    token = {"metadata": {"name": "tok"}, "type": "kubernetes.io/service-account-token"}
+    core.create_namespaced_secret("shop", token)
+    source, store, rec = source_of()
+    await asyncio.wait_for(source.synced.wait(), 5)
+    assert store.get(ConfigKey(Kind.NAMESPACE, "shop", "")) is not None
+    cart = store.get(ConfigKey(Kind.SERVICE, "cart", "shop"))
+    assert cart is not None and cart.spec.ports[0].port == 80
+    assert store.get(ConfigKey(Kind.SECRET, "cert", "shop")) is not None
+    assert store.get(ConfigKey(Kind.SECRET, "tok", "shop")) is None  # field selector
+    assert rec.problems == []
+
+    kube.discovery().create_namespaced_endpoint_slice(
+        "shop",
+        {
+            "metadata": {"name": "cart-1", "labels": {"kubernetes.io/service-name": "cart"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.9.1"], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": 8080}],
+        },
+    )
+    core.delete_namespaced_service("cart", "shop")
+    slice_key = ConfigKey(Kind.ENDPOINT_SLICE, "cart-1", "shop")
+    await until(
+        lambda: (
+            store.get(slice_key) is not None
+            and store.get(ConfigKey(Kind.SERVICE, "cart", "shop")) is None
+        ),
+        "the slice added and the Service deleted",
+    )
