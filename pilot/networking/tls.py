@@ -23,6 +23,7 @@ from envoy.type.matcher.v3 import string_pb2
 
 from pilot.networking import naming
 from pilot.networking.protos import ads_config_source, to_any, to_struct
+from pkg.config.validation.gateway import VALID_CIPHER_SUITES
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 RAW_BUFFER_TRANSPORT_SOCKET = "envoy.transport_sockets.raw_buffer"
@@ -166,28 +167,9 @@ ALPN_HTTP = ("h2", "http/1.1")
 
 BUILTIN_PREFIX = "builtin://"
 
-# Gateway `tls.cipherSuites` Envoy (BoringSSL) accepts (Istio's ValidCipherSuites); anything
-# else is dropped rather than sent to Envoy to be NACKed. Expressions starting with an operator
-# (`-`, `+`, `!`, `[`) pass through, as in Istio.
-VALID_CIPHER_SUITES = frozenset(
-    {
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-        "ECDHE-ECDSA-AES128-SHA",
-        "ECDHE-RSA-AES128-SHA",
-        "ECDHE-ECDSA-AES256-SHA",
-        "ECDHE-RSA-AES256-SHA",
-        "AES128-GCM-SHA256",
-        "AES256-GCM-SHA384",
-        "AES128-SHA",
-        "AES256-SHA",
-        "DES-CBC3-SHA",
-    }
-)
+# Gateway `tls.cipherSuites` outside VALID_CIPHER_SUITES (Istio's ValidCipherSuites, what
+# Envoy's BoringSSL accepts) are dropped rather than sent to Envoy to be NACKed. Expressions
+# starting with an operator (`-`, `+`, `!`, `[`) pass through, as in Istio.
 
 _TLS_PROTOCOLS = {
     "TLS_AUTO": common_pb2.TlsParameters.TLS_AUTO,
