@@ -97,6 +97,26 @@ class ConfigStore:
         kind = EventType.ADD if old is None else EventType.UPDATE
         return self._apply([ConfigEvent(kind, config.key, old, config)])
 
+    def apply_changes(
+        self, upserts: Iterable[Config[Any]], deletes: Iterable[ConfigKey] = ()
+    ) -> builtins.list[ConfigEvent]:
+        """Several upserts and deletes as one change: handlers see one list of events (a
+        relist of thousands of pods rebuilds the registry once, not once per pod)."""
+        events: builtins.list[ConfigEvent] = []
+        seen: set[ConfigKey] = set()
+        for key in deletes:
+            old = self._objects.get(key)
+            if old is not None and key not in seen:
+                seen.add(key)
+                events.append(ConfigEvent(EventType.DELETE, key, old, None))
+        for config in upserts:
+            old = None if config.key in seen else self._objects.get(config.key)
+            if old is not None and same_content(old, config):
+                continue
+            kind = EventType.ADD if old is None else EventType.UPDATE
+            events.append(ConfigEvent(kind, config.key, old, config))
+        return self._apply(events)
+
     def delete(self, key: ConfigKey) -> builtins.list[ConfigEvent]:
         old = self._objects.get(key)
         if old is None:

@@ -22,9 +22,13 @@ class TlsMode(StrEnum):
 
 
 class HealthStatus(StrEnum):
+    """As Istio's model.HealthStatus. EDS never sends TERMINATING endpoints, and UNHEALTHY
+    ones only with `send_unhealthy` (PILOT_SEND_UNHEALTHY_ENDPOINTS)."""
+
     HEALTHY = "HEALTHY"
     UNHEALTHY = "UNHEALTHY"
     DRAINING = "DRAINING"
+    TERMINATING = "TERMINATING"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,9 @@ class IstioEndpoint:
     # The service port this endpoint serves (ServiceEntry ports may map several names to one
     # target port); kept so EDS can pick endpoints per service port number.
     service_port: int = 0
+    # Istio's SendUnhealthyEndpoints: send this endpoint to proxies even when UNHEALTHY (with
+    # that health status) instead of leaving it out.
+    send_unhealthy: bool = False
 
     @property
     def is_unix(self) -> bool:

@@ -36,7 +36,7 @@ class ProxyView:
 
 
 def _compute(proxy: Proxy, push: PushContext) -> ProxyView:
-    workload = push.workload(proxy.namespace, proxy.ip_addresses)
+    workload = push.workload(proxy.namespace, proxy.ip_addresses, proxy.name)
     labels: Mapping[str, str] = proxy.labels
     service_account = proxy.service_account
     if workload is not None:

@@ -38,14 +38,16 @@ _EMPTY: Mapping[Kind, tuple[Config[Any], ...]] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class WorkloadInfo:
-    """A workload known by address (a WorkloadEntry), used to recognise a connecting proxy."""
+    """A workload known by address (a WorkloadEntry or a Pod), used to recognise a connecting
+    proxy."""
 
     name: str
     namespace: str
     address: str
     labels: Mapping[str, str]
     service_account: str
-    locality: str = ""  # region/zone/subzone of the WorkloadEntry
+    locality: str = ""  # region/zone/subzone of the WorkloadEntry (a Pod's: of its Node)
+    kind: str = "WorkloadEntry"  # or "Pod"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,10 @@ class PushInputs:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     domain_suffix: str = "cluster.local"
     jwks: JwksSnapshot = field(default_factory=JwksSnapshot)
+    # Pods (Kubernetes registry) as workloads: by (namespace, IP) — ready pods — and by
+    # (namespace, name).
+    pods_by_ip: Mapping[tuple[str, str], WorkloadInfo] = field(default_factory=dict)
+    pods_by_name: Mapping[tuple[str, str], WorkloadInfo] = field(default_factory=dict)
 
 
 def _order(c: Config[Any]) -> tuple[float, str, str]:
@@ -89,6 +95,7 @@ class PushContext:
     sidecars: Mapping[str, tuple[Config[Any], ...]]
     endpoints: EndpointIndex
     workloads: Mapping[tuple[str, str], WorkloadInfo]  # (namespace, address) → workload
+    pods_by_name: Mapping[tuple[str, str], WorkloadInfo] = field(default_factory=dict)
     peer_authentication: PeerAuthenticationIndex = field(default_factory=PeerAuthenticationIndex)
     request_authentication: RequestAuthenticationIndex = field(
         default_factory=RequestAuthenticationIndex
@@ -130,6 +137,8 @@ class PushContext:
                     we.name, we.namespace, spec.address, labels, spec.service_account, spec.locality
                 ),
             )
+        for key, pod in inputs.pods_by_ip.items():
+            workloads.setdefault(key, pod)
         return cls(
             version=version or next_version(),
             mesh=mesh,
@@ -142,6 +151,7 @@ class PushContext:
             sidecars=MappingProxyType({k: tuple(v) for k, v in sidecars.items()}),
             endpoints=inputs.endpoints,
             workloads=MappingProxyType(workloads),
+            pods_by_name=inputs.pods_by_name,
             peer_authentication=PeerAuthenticationIndex.build(
                 configs.get(Kind.PEER_AUTHENTICATION, ()), mesh.root_namespace
             ),
@@ -225,11 +235,16 @@ class PushContext:
             ),
         )
 
-    def workload(self, namespace: str, ips: Sequence[str]) -> WorkloadInfo | None:
+    def workload(self, namespace: str, ips: Sequence[str], name: str = "") -> WorkloadInfo | None:
+        """A proxy's workload: by IP among the WorkloadEntries and ready Pods of its namespace,
+        else the Pod named by the node id's `NAME.NS` (`name`)."""
         for ip in ips:
             found = self.workloads.get((namespace, ip))
             if found is not None:
                 return found
+        pod_name, dot, pod_ns = name.rpartition(".")
+        if dot and pod_ns == namespace:
+            return self.pods_by_name.get((namespace, pod_name))
         return None
 
     def service_targets(self, ips: Sequence[str]) -> tuple[ServiceTarget, ...]:

@@ -30,6 +30,14 @@ _HEALTH = {
 }
 
 
+def _sendable(ep: IstioEndpoint) -> bool:
+    """Istio leaves out terminating endpoints, and unhealthy ones unless the service sends
+    unhealthy endpoints (PILOT_SEND_UNHEALTHY_ENDPOINTS)."""
+    if ep.health is HealthStatus.TERMINATING:
+        return False
+    return ep.health is not HealthStatus.UNHEALTHY or ep.send_unhealthy
+
+
 def build_load_assignment(view: ProxyView, cluster_name: str) -> Any:
     """The assignment for one cluster; empty (but present) when nothing is known, so a
     warming cluster completes instead of waiting."""
@@ -54,6 +62,7 @@ def build_load_assignment(view: ProxyView, cluster_name: str) -> Any:
         ep
         for ep in view.push.service_endpoints(svc)
         if _serves(ep, port.name, port.port)
+        and _sendable(ep)
         and (subset_labels is None or is_subset(subset_labels, ep.labels))
     ]
     if naming.is_dns_srv_subset_key(cluster_name):

@@ -1,10 +1,11 @@
 """The aggregate registry: every source's services and endpoints, and what a change touched.
 
 `build_registry` is a pure function of the registry inputs (ServiceEntries, WorkloadEntries,
-Services, EndpointSlices). `diff` compares two results the way Istio classifies registry events:
-a service that appeared, disappeared or changed (ports, addresses, service accounts, ...) needs
-a full push (ConfigKey kind ServiceEntry/Service); a service whose endpoints alone changed needs
-only an endpoint push (ConfigKey kind Endpoints).
+Services, EndpointSlices, Pods, Nodes); pods and nodes are indexed once per build (`PodIndex`),
+so a build is linear in the number of objects. `diff` compares two results the way Istio
+classifies registry events: a service that appeared, disappeared or changed (ports, addresses,
+service accounts, ...) needs a full push (ConfigKey kind ServiceEntry/Service); a service whose
+endpoints alone changed needs only an endpoint push (ConfigKey kind Endpoints).
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from typing import Any
 
 from pilot.model.endpoint import EndpointIndex, EndpointKey, IstioEndpoint
 from pilot.model.service import Registry, Service
-from pilot.serviceregistry.kube import convert_service, slices_by_service
+from pilot.serviceregistry.kube import SliceContext, convert_service, slices_by_service
+from pilot.serviceregistry.pods import PodIndex
 from pilot.serviceregistry.serviceentry import convert_service_entry
 from pilot.serviceregistry.workload import from_workload_entry
 from pkg.config.model import Config, ConfigKey, Kind
 
 REGISTRY_KINDS = frozenset(
-    {Kind.SERVICE_ENTRY, Kind.WORKLOAD_ENTRY, Kind.SERVICE, Kind.ENDPOINT_SLICE}
+    {
+        Kind.SERVICE_ENTRY,
+        Kind.WORKLOAD_ENTRY,
+        Kind.SERVICE,
+        Kind.ENDPOINT_SLICE,
+        Kind.POD,
+        Kind.NODE,
+    }
 )
 
 
@@ -29,6 +38,7 @@ REGISTRY_KINDS = frozenset(
 class RegistrySnapshot:
     services: tuple[Service, ...] = ()
     endpoints: Mapping[EndpointKey, tuple[IstioEndpoint, ...]] = field(default_factory=dict)
+    pods: PodIndex = field(default_factory=PodIndex)
 
     def endpoint_index(self) -> EndpointIndex:
         return EndpointIndex.of(self.endpoints)
@@ -41,7 +51,14 @@ def build_registry(
     configs: Mapping[Kind, tuple[Config[Any], ...]],
     domain_suffix: str,
     trust_domain: str,
+    *,
+    require_pods: bool = False,
+    send_unhealthy: bool = False,
 ) -> RegistrySnapshot:
+    """`require_pods`: pods are watched (Kubernetes mode), so a slice endpoint whose pod is
+    not known yet is left out until it is; `send_unhealthy`: PILOT_SEND_UNHEALTHY_ENDPOINTS."""
+    pods = PodIndex.build(configs.get(Kind.POD, ()), configs.get(Kind.NODE, ()), trust_domain)
+    context = SliceContext(pods, require_pods, send_unhealthy)
     workloads = [from_workload_entry(c) for c in configs.get(Kind.WORKLOAD_ENTRY, ())]
     services: list[Service] = []
     endpoints: dict[EndpointKey, tuple[IstioEndpoint, ...]] = {}
@@ -53,6 +70,7 @@ def build_registry(
             workloads,
             domain_suffix,
             trust_domain,
+            context,
         )
         services.append(svc)
         endpoints[(svc.hostname, svc.namespace)] = eps
@@ -68,7 +86,7 @@ def build_registry(
                 services.remove(existing)
             services.append(svc)
             endpoints[key] = eps
-    return RegistrySnapshot(tuple(services), endpoints)
+    return RegistrySnapshot(tuple(services), endpoints, pods)
 
 
 def diff(old: RegistrySnapshot, new: RegistrySnapshot) -> tuple[set[ConfigKey], set[ConfigKey]]:

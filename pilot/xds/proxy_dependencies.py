@@ -1,6 +1,8 @@
 """Does a change concern this proxy at all? (Istio's DefaultProxyNeedsPush, in part.)
 
 A push skips a proxy only when every changed object provably cannot affect it:
+- a Pod (its identity changed: labels, service account, IP) only the proxy it is the
+  workload of, by the node id's NAME.NS or by the workload lookup (Istio's ProxyUpdate);
 - a Gateway never affects a sidecar, a Sidecar never a router;
 - a Sidecar, or a namespaced policy (PeerAuthentication, AuthorizationPolicy, ...), affects only
   proxies of its own namespace and of the root namespace's mesh-wide defaults;
@@ -49,6 +51,8 @@ def _concerns(view: ProxyView, key: ConfigKey, imported: frozenset[str] | None) 
     kind = key.kind
     if kind is Kind.SECRET:
         return _secret_concerns(view, key)
+    if kind is Kind.POD:
+        return _pod_concerns(view, key)
     if kind is Kind.GATEWAY:
         return view.is_router
     if kind is Kind.SIDECAR and view.is_router:
@@ -72,6 +76,15 @@ def _secret_concerns(view: ProxyView, key: ConfigKey) -> bool:
     if not key.namespace:
         return True
     return key.namespace == view.namespace
+
+
+def _pod_concerns(view: ProxyView, key: ConfigKey) -> bool:
+    if key.namespace != view.namespace:
+        return False
+    if view.proxy.name == f"{key.name}.{key.namespace}":
+        return True
+    workload = view.workload
+    return workload is not None and workload.kind == "Pod" and workload.name == key.name
 
 
 def proxy_needs_push(view: ProxyView, req: PushRequest) -> bool:

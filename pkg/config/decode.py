@@ -4,7 +4,8 @@
 `pkg.config.fields` metadata of each field, and applies the CRD's OpenAPI schema on the way:
 unknown fields, wrong types, `null` where the schema does not allow it, enum values, required
 fields, oneOf groups (`ONEOFS` on a class), lengths, patterns, ranges and the single-field CEL
-rules. Classes with `NULL_IS_ABSENT = True` (the Kubernetes types) read `null` as "not set".
+rules. Classes with `NULL_IS_ABSENT = True` (the Kubernetes types) read `null` as "not set";
+with `IGNORE_UNKNOWN = True` (observed state: Pod, Node) they skip fields they do not declare.
 It collects every problem with the path of the offending value, written as Kubernetes does
 (`spec.http[0].route[1].weight`, `spec.portLevelMtls[80].mode`).
 
@@ -128,6 +129,8 @@ def _compile_message(cls: type) -> Decoder:
     )
     # Kubernetes' own (Go struct) types read a JSON null as "not set"; CRD schemas refuse it.
     null_is_absent = bool(getattr(cls, "NULL_IS_ABSENT", False))
+    # Observed Kubernetes state (Pod, Node) decodes only the fields pyistio reads.
+    ignore_unknown = bool(getattr(cls, "IGNORE_UNKNOWN", False))
 
     def decode_message(value: Any, path: str, issues: Issues) -> Any:
         if type(value) is not dict:
@@ -141,6 +144,8 @@ def _compile_message(cls: type) -> Decoder:
             if raw is None and null_is_absent and plan is not None:
                 continue
             if plan is None:
+                if ignore_unknown:
+                    continue
                 issues.append((f"{path}.{key}" if path else str(key), f'unknown field "{key}"'))
                 bad = True
                 continue

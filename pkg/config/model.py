@@ -38,6 +38,8 @@ class Kind(StrEnum):
     ENDPOINT_SLICE = "EndpointSlice"
     SECRET = "Secret"
     NAMESPACE = "Namespace"
+    POD = "Pod"
+    NODE = "Node"
     # pseudo-kinds: never stored, only used in ConfigKeys of push requests
     ENDPOINTS = "Endpoints"
     MESH_CONFIG = "MeshConfig"
@@ -79,6 +81,8 @@ class Meta:
     # Seconds since the epoch. Istio orders competing objects by creation time, then name.
     # The file store stamps the time an object was first seen when the document has none.
     creation_timestamp: float = 0.0
+    # Seconds since the epoch when deletion was requested (a terminating Pod); 0 = not deleting.
+    deletion_timestamp: float = 0.0
 
     @property
     def key(self) -> ConfigKey:

@@ -154,6 +154,25 @@ SCHEMAS: tuple[KindSchema, ...] = (
         namespaced=False,
         name_rule=NameRule.LABEL,
     ),
+    KindSchema(
+        Kind.POD,
+        "",
+        ("v1",),
+        kube.Pod,
+        "pods",
+        spec_key=None,
+        top_level_fields=("spec", "status"),
+    ),
+    KindSchema(
+        Kind.NODE,
+        "",
+        ("v1",),
+        kube.Node,
+        "nodes",
+        namespaced=False,
+        spec_key=None,
+        top_level_fields=("spec", "status"),
+    ),
 )
 
 _BY_KIND: dict[Kind, KindSchema] = {s.kind: s for s in SCHEMAS}
@@ -164,6 +183,10 @@ _GROUPS: dict[str, tuple[KindSchema, ...]] = {}
 for _schema in SCHEMAS:
     _GROUPS[_schema.group] = (*_GROUPS.get(_schema.group, ()), _schema)
 _COMMON_TOP_LEVEL = frozenset(("apiVersion", "kind", "metadata", "status"))
+# Observed state read only by the Kubernetes registry, from the API server. In a standalone
+# config dir a Pod or Node document is ignored (like a Deployment): pods there would describe
+# workloads that are not running, so they never become endpoints or proxy identities.
+OBSERVED_KINDS = frozenset({Kind.POD, Kind.NODE})
 
 
 def split_api_version(api_version: str) -> tuple[str, str]:
@@ -203,8 +226,12 @@ class _Origin:
         return ParseResult(None, self.errors(issues), warnings=self.errors(warnings or []))
 
 
-def parse_object(doc: object, *, default_namespace: str = "default") -> ParseResult:
-    """Parse and validate one document (a dict as loaded from YAML or JSON)."""
+def parse_object(
+    doc: object, *, default_namespace: str = "default", observed: bool = False
+) -> ParseResult:
+    """Parse and validate one document (a dict as loaded from YAML or JSON). Pods and Nodes
+    (`OBSERVED_KINDS`) are parsed only with `observed` (read from an API server); otherwise
+    they are ignored like any other Kubernetes kind pyistio does not read."""
     if not isinstance(doc, dict):
         origin = _Origin("", default_namespace, "")
         return origin.failed([("", f"document must be an object, not {type_name(doc)}")])
@@ -225,6 +252,8 @@ def parse_object(doc: object, *, default_namespace: str = "default") -> ParseRes
     if schema is None:
         problem = _unsupported(group, version, raw_kind)
         return origin.failed([problem]) if problem else ParseResult(None, (), ignored=True)
+    if schema.kind in OBSERVED_KINDS and not observed:
+        return ParseResult(None, (), ignored=True)
     if not schema.namespaced:
         origin = _Origin(origin.kind, "", origin.name)
     return _parse_known(doc, schema, raw_api, origin)
@@ -303,6 +332,11 @@ def _parse_known(
         creation_timestamp=(
             parse_timestamp(object_meta.creation_timestamp)
             if object_meta.creation_timestamp
+            else 0.0
+        ),
+        deletion_timestamp=(
+            parse_timestamp(object_meta.deletion_timestamp)
+            if object_meta.deletion_timestamp
             else 0.0
         ),
     )

@@ -1,5 +1,5 @@
-"""The Kubernetes documents pyistio reads: Service, EndpointSlice, Secret, Namespace, and the
-ObjectMeta every document carries.
+"""The Kubernetes documents pyistio reads: Service, EndpointSlice, Secret, Namespace, Pod, Node,
+and the ObjectMeta every document carries.
 
 Shapes follow the Kubernetes Go types (core/v1, discovery/v1) with their JSON names. The spec
 of a Service is `ServiceSpec` and of a Namespace `NamespaceSpec`; EndpointSlice and Secret keep
@@ -7,6 +7,10 @@ their content at the top level of the document, so their "spec" classes (`Endpoi
 `Secret`) are decoded from those top-level fields. An EndpointSlice belongs to the Service named
 by its `kubernetes.io/service-name` label (`SERVICE_NAME_LABEL`). As Kubernetes reads them, a
 `null` value means "not set" (`creationTimestamp: null` in generated manifests).
+
+Pods and Nodes are observed state, not configuration: their classes (`IGNORE_UNKNOWN`) decode
+only the fields pyistio uses and skip every other field, so a Pod or Node as a real API server
+returns it (managedFields, volumes, status.containerStatuses, ...) is never rejected.
 """
 
 from __future__ import annotations
@@ -241,6 +245,108 @@ class EndpointSlice:
     ports: tuple[EndpointPort, ...] = repeated(max_items=100)
 
 
+# ---- Pod and Node (core/v1): observed state, only the fields pyistio reads ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    name: str = ""
+    container_port: int = int32()
+    protocol: Protocol = Protocol.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    name: str = ""
+    ports: tuple[ContainerPort, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PodSpec:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    service_account_name: str = ""
+    node_name: str = ""
+    host_network: bool = False
+    hostname: str = ""
+    subdomain: str = ""
+    containers: tuple[Container, ...] = ()
+
+
+class PodPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PodCondition:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    type: str = ""
+    status: str = ""  # "True", "False" or "Unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PodIP:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PodStatus:
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    # Free text rather than PodPhase: an unknown future phase must not reject the pod.
+    phase: str = ""
+    pod_ip: str = string(json="podIP")
+    pod_ips: tuple[PodIP, ...] = repeated(json="podIPs")
+    conditions: tuple[PodCondition, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return any(c.type == "Ready" and c.status == "True" for c in self.conditions)
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """Every IP of the pod, podIP first."""
+        out = [self.pod_ip] if self.pod_ip else []
+        out.extend(p.ip for p in self.pod_ips if p.ip and p.ip not in out)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """The top-level `spec` and `status` of a Pod document (what pyistio reads of them)."""
+
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    spec: PodSpec = field(default_factory=PodSpec)
+    status: PodStatus = field(default_factory=PodStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A Node: pyistio reads only its labels (locality); `spec` and `status` are skipped."""
+
+    NULL_IS_ABSENT: ClassVar[bool] = True
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+
 # ---- Secret and Namespace (core/v1) ---------------------------------------------------------
 
 
@@ -274,6 +380,8 @@ __all__ = [
     "SERVICE_NAME_LABEL",
     "AddressType",
     "ClientIPConfig",
+    "Container",
+    "ContainerPort",
     "Endpoint",
     "EndpointConditions",
     "EndpointHints",
@@ -284,9 +392,16 @@ __all__ = [
     "IPFamily",
     "IPFamilyPolicy",
     "NamespaceSpec",
+    "Node",
     "ObjectMeta",
     "ObjectReference",
     "OwnerReference",
+    "Pod",
+    "PodCondition",
+    "PodIP",
+    "PodPhase",
+    "PodSpec",
+    "PodStatus",
     "Protocol",
     "Secret",
     "ServicePort",

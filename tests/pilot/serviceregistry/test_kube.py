@@ -36,7 +36,7 @@ endpoints:
   zone: zone-a
   targetRef: {kind: Pod, name: reviews-v1-abc, namespace: default}
 - addresses: [10.1.0.6]
-  conditions: {ready: false}
+  conditions: {ready: false, serving: false, terminating: false}
 ---
 apiVersion: v1
 kind: Service

@@ -68,7 +68,7 @@ def test_other_kinds(api_version: str, kind: str) -> None:
     [
         ("security.istio.io/v1alpha1", "AuthorizationPolicy"),
         ("apps/v1", "Deployment"),
-        ("v1", "Pod"),
+        ("v1", "ConfigMap"),
     ],
 )
 def test_unsupported_pairs_have_no_gvk(api_version: str, kind: str) -> None:
