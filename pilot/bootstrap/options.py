@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pkg.config.types import Duration
 from pkg.errors import ConfigError
+from pkg.kube.client import SERVICE_HOST_ENV
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,16 @@ class Options:
     # stopped reading) lives forever. 0 = never.
     max_server_connection_age: float = 30 * 60.0
     max_server_connection_age_grace: float = 10.0
+    # Kubernetes mode with the in-cluster config: neither --config-dir nor --kubeconfig, and
+    # KUBERNETES_SERVICE_HOST set (istiod runs in a pod), as Istio's istiod.
+    in_cluster: bool = False
+    # --watched-namespaces: namespaced kinds are watched in these namespaces only (Istio's old
+    # --appNamespace); empty = every namespace. Cluster-scoped kinds are always cluster-wide.
+    watched_namespaces: tuple[str, ...] = ()
+
+    @property
+    def kubernetes(self) -> bool:
+        return self.kubeconfig is not None or self.in_cluster
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help="directory of Istio/Kubernetes YAML to serve (repeatable)")  # fmt: skip
-    p.add_argument("--kubeconfig", default=None, metavar="FILE")
+    p.add_argument("--kubeconfig", default=None, metavar="FILE",
+                   help="Kubernetes mode: config and registry from this cluster's API server "
+                        "(in a pod, without --config-dir: the in-cluster config)")  # fmt: skip
+    p.add_argument("--watched-namespaces", default="", metavar="NS[,NS...]",
+                   help="Kubernetes mode: watch namespaced objects in these namespaces only "
+                        "(default: all)")  # fmt: skip
     p.add_argument("--mesh-config", default=None, metavar="FILE",
                    help="Istio MeshConfig YAML")  # fmt: skip
     p.add_argument("--state-dir", default=".istiod-state", metavar="DIR")
@@ -91,8 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_options(argv: Sequence[str] | None = None) -> Options:
+def parse_options(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Options:
     args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    if args.config_dir and args.kubeconfig:
+        # Istio's --configDir would take Istio config from files and the registry from the
+        # cluster; pyistio has no such mixed mode (docs/kubernetes.md).
+        raise ConfigError(
+            "--config-dir and --kubeconfig cannot be used together: --config-dir serves "
+            "config files (standalone mode), --kubeconfig an API server (Kubernetes mode)"
+        )
+    namespaces = tuple(n.strip() for n in args.watched_namespaces.split(",") if n.strip())
+    if namespaces and not (args.kubeconfig or _in_cluster(args, env)):
+        raise ConfigError("--watched-namespaces needs Kubernetes mode (--kubeconfig, or in a pod)")
+    for ns in namespaces:
+        if not _DNS_LABEL.fullmatch(ns):
+            raise ConfigError(f"--watched-namespaces: {ns!r} is not a valid namespace name")
 
     def optional(value: str, flag: str) -> Address | None:
         return parse_address(value, flag) if value else None
@@ -114,7 +148,16 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         max_server_connection_age=_duration(
             args.keepalive_max_server_connection_age, "--keepalive-max-server-connection-age"
         ),
+        in_cluster=_in_cluster(args, env),
+        watched_namespaces=tuple(dict.fromkeys(namespaces)),
     )
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _in_cluster(args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    return not args.config_dir and not args.kubeconfig and bool(env.get(SERVICE_HOST_ENV))
 
 
 def _duration(value: str, flag: str) -> float:

@@ -7,11 +7,14 @@ the client's classes from here, so a client upgrade touches one module.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import kubernetes.client as _k  # noqa: TID251 - this module is the sanctioned import point
 import kubernetes.config as _kconfig  # noqa: TID251
+import kubernetes.config.incluster_config as _kincluster  # noqa: TID251
 import kubernetes.dynamic as _kdynamic  # noqa: TID251
 import kubernetes.watch as _kwatch  # noqa: TID251
 
@@ -19,11 +22,16 @@ ApiException: type[Exception] = _k.ApiException
 Watch: Any = _kwatch.Watch
 _DynamicClient: Any = _kdynamic.DynamicClient
 _new_client_from_config: Any = _kconfig.new_client_from_config
+_InClusterConfigLoader: Any = _kincluster.InClusterConfigLoader
 models: Any = _k.models
 
 # Watch event types and the HTTP code of an expired resourceVersion.
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
 GONE = 410
+# Where Kubernetes mounts a pod's service-account token and the cluster CA.
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+SERVICE_ACCOUNT_CA = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
 CONFLICT = 409
 
 
@@ -53,6 +61,27 @@ class KubeClient:
     def from_kubeconfig(cls, path: str, context: str | None = None) -> KubeClient:
         """A client for the cluster of `context` (default: current) in the kubeconfig at `path`."""
         return cls(_new_client_from_config(config_file=path, context=context))
+
+    @classmethod
+    def in_cluster(
+        cls,
+        *,
+        token_path: str = SERVICE_ACCOUNT_TOKEN,
+        ca_path: str = SERVICE_ACCOUNT_CA,
+        environ: Mapping[str, str] | None = None,
+    ) -> KubeClient:
+        """A client for the cluster this pod runs in: `https://$KUBERNETES_SERVICE_HOST:
+        $KUBERNETES_SERVICE_PORT`, the pod's service-account token (re-read every minute, so
+        a rotated projected token is picked up) and the cluster CA. Raises with the reason
+        when not in a pod (no service host, no token file, ...)."""
+        conf = _k.Configuration()
+        loader = _InClusterConfigLoader(
+            token_filename=token_path,
+            cert_filename=ca_path,
+            environ=os.environ if environ is None else environ,
+        )
+        loader.load_and_set(conf)
+        return cls(_k.ApiClient(conf))
 
     @property
     def host(self) -> str:
