@@ -63,6 +63,15 @@ class Features:
     # BLOCKED_CIDRS_IN_JWKS_URIS: address ranges JWKS fetches may not connect to, on top of the
     # always-blocked link-local and cloud metadata addresses (comma separated CIDRs).
     blocked_cidrs_in_jwks_uris: tuple[str, ...] = ()
+    # PILOT_SEND_UNHEALTHY_ENDPOINTS: send not-ready (UNHEALTHY) Kubernetes endpoints to
+    # proxies, marked unhealthy, instead of leaving them out (false). Terminating endpoints
+    # are never sent.
+    send_unhealthy_endpoints: bool = False
+
+    # LEADER_ELECTION_LEASE_DURATION (ours; Istio hard-codes 30s): the Lease of the Kubernetes
+    # singleton duties (CA root, istio-ca-root-cert ConfigMaps); renew deadline is half of it,
+    # retry period a quarter, as Istio's.
+    leader_election_lease_duration: float = 30.0
 
     @property
     def effective_push_throttle(self) -> int:
@@ -181,4 +190,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
         ),
         jwks_resolver_insecure_skip_verify=_bool(env, "JWKS_RESOLVER_INSECURE_SKIP_VERIFY", False),
         blocked_cidrs_in_jwks_uris=_cidrs(env, "BLOCKED_CIDRS_IN_JWKS_URIS"),
+        leader_election_lease_duration=_positive_duration(
+            env, "LEADER_ELECTION_LEASE_DURATION", 30.0
+        ),
+        send_unhealthy_endpoints=_bool(env, "PILOT_SEND_UNHEALTHY_ENDPOINTS", False),
     )

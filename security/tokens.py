@@ -78,6 +78,23 @@ def _timestamp(claims: Mapping[str, Any], name: str) -> datetime:
         raise AuthenticationError(f"token claim {name!r} is not a valid time") from exc
 
 
+def signing_key_from_pem(data: bytes, what: str) -> ec.EllipticCurvePrivateKey:
+    """An ES256 token-signing key from PEM; CAError naming `what` when it is not one."""
+    try:
+        loaded = decode_key_pem(data)
+    except (CAError, ValueError) as exc:
+        raise CAError(f"{what}: {exc}") from exc
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey) or not isinstance(
+        loaded.curve, ec.SECP256R1
+    ):
+        raise CAError(f"{what} is not an EC private key (ES256 needs P-256)")
+    return loaded
+
+
+def new_signing_key_pem() -> bytes:
+    return encode_key_pem(generate_key())
+
+
 class TokenIssuer:
     """Issues and verifies ES256 service-account tokens. Build with `load_or_create`."""
 
@@ -89,15 +106,10 @@ class TokenIssuer:
         clock: Callable[[], datetime] | None = None,
         revocations: RevocationList | None = None,
     ) -> None:
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise CAError(f"ES256 needs a P-256 key, not {key.curve.name}")
         self.issuer = issuer
-        self._key = key
-        self._public = key.public_key()
         self._clock = clock or (lambda: datetime.now(UTC))
         self._revocations = revocations if revocations is not None else RevocationList()
-        digest = hashlib.sha256(public_key_der(self._public)).digest()
-        self.key_id = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        self.set_key(key)
 
     @classmethod
     def load_or_create(
@@ -116,12 +128,24 @@ class TokenIssuer:
                 write_atomic(path, encode_key_pem(key), PRIVATE_MODE)
                 log.info("created token signing key path=%s", path)
             else:
-                loaded = decode_key_pem(data)
-                if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-                    raise CAError(f"{path} is not an EC private key")
-                key = loaded
+                key = signing_key_from_pem(data, str(path))
             revocations = RevocationList.load(state_dir)
         return cls(key, issuer, clock=clock, revocations=revocations)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The signing key (PEM), for sharing it between replicas (Kubernetes mode)."""
+        return encode_key_pem(self._key)
+
+    def set_key(self, key: ec.EllipticCurvePrivateKey) -> None:
+        """Sign and verify with `key` from now on (another replica's, in Kubernetes mode):
+        tokens signed with the previous key are refused from now on."""
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise CAError(f"ES256 needs a P-256 key, not {key.curve.name}")
+        self._key = key
+        self._public = key.public_key()
+        digest = hashlib.sha256(public_key_der(self._public)).digest()
+        self.key_id = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def issue(
         self,

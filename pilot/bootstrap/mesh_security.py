@@ -26,10 +26,10 @@ from security.ca.authority import CertificateAuthority
 from security.ca.credential_files import PersistentCredentials
 from security.ca.source import WorkloadCredentials
 from security.server.authenticate import (
-    Authenticator,
+    AnyAuthenticator,
     BearerTokenAuthenticator,
     ClientCertAuthenticator,
-    authenticate_any,
+    authenticate_any_async,
 )
 from security.tokens import TokenIssuer
 
@@ -80,6 +80,23 @@ class SecuritySettings:
     custom_hosts: tuple[str, ...] = ()
 
 
+def load_ca(settings: SecuritySettings) -> CertificateAuthority:
+    """The plugged-in CA of ROOT_CA_DIR if it holds Istio's files, else the self-signed one
+    kept in the state dir (blocking: it may generate the root key)."""
+    features = settings.features
+    ca_dir = Path(features.root_ca_dir)
+    return CertificateAuthority.load_or_create(
+        settings.state_dir,
+        settings.trust_domain,
+        cacerts_dir=ca_dir if ca_dir.is_dir() else None,
+        root_ttl=timedelta(seconds=features.self_signed_ca_cert_ttl),
+        default_ttl=timedelta(seconds=features.workload_cert_ttl),
+        max_ttl=timedelta(seconds=features.max_workload_cert_ttl),
+        root_grace_ratio=features.root_cert_grace_percentile / 100,
+        multi_root=features.multi_root_mesh,
+    )
+
+
 class MeshSecurity:
     """Everything istiod needs to issue and check identities. Build with `create` (blocking:
     it may generate the root key), then `run()` as a supervised task."""
@@ -89,6 +106,7 @@ class MeshSecurity:
         settings: SecuritySettings,
         ca: CertificateAuthority,
         tokens: TokenIssuer,
+        extra_authenticators: Sequence[AnyAuthenticator] = (),
     ) -> None:
         features = settings.features
         self.settings = settings
@@ -103,11 +121,14 @@ class MeshSecurity:
             root_check_interval=features.root_cert_check_interval or float("inf"),
         )
         trust_domains = (settings.trust_domain, *settings.trust_domain_aliases)
-        self.authenticators: tuple[Authenticator, ...] = (
+        # Tried in order, the first success wins (cheap local checks first). Kubernetes mode
+        # adds the TokenReview one. Callers on the event loop use `authenticate`.
+        self.authenticators: tuple[AnyAuthenticator, ...] = (
             ClientCertAuthenticator(trust_domains),
             BearerTokenAuthenticator(
                 tokens, settings.trust_domain, audiences=features.token_audiences
             ),
+            *extra_authenticators,
         )
         self._hosts: list[str] = []
         self._serving: Credential | None = None
@@ -116,26 +137,17 @@ class MeshSecurity:
 
     @classmethod
     def create(cls, settings: SecuritySettings) -> MeshSecurity:
-        features = settings.features
-        ca_dir = Path(features.root_ca_dir)
-        ca = CertificateAuthority.load_or_create(
-            settings.state_dir,
-            settings.trust_domain,
-            cacerts_dir=ca_dir if ca_dir.is_dir() else None,
-            root_ttl=timedelta(seconds=features.self_signed_ca_cert_ttl),
-            default_ttl=timedelta(seconds=features.workload_cert_ttl),
-            max_ttl=timedelta(seconds=features.max_workload_cert_ttl),
-            root_grace_ratio=features.root_cert_grace_percentile / 100,
-            multi_root=features.multi_root_mesh,
-        )
+        """Standalone: the CA (plugged-in, or self-signed in the state dir) and the token key
+        from the state dir. Kubernetes mode: pilot/bootstrap/kube_security.py."""
         tokens = TokenIssuer.load_or_create(settings.state_dir)
-        return cls(settings, ca, tokens)
+        return cls(settings, load_ca(settings), tokens)
 
     # ---- authentication ----------------------------------------------------------------
 
-    def authenticate(self, metadata: Mapping[str, str], peer_uris: Sequence[str]) -> Identity:
-        """The caller's identity (bearer token or client certificate); AuthenticationError."""
-        return authenticate_any(self.authenticators, metadata, peer_uris)
+    async def authenticate(self, metadata: Mapping[str, str], peer_uris: Sequence[str]) -> Identity:
+        """The caller's identity (client certificate, istiod-issued token, or in Kubernetes
+        mode a service-account token checked with TokenReview); AuthenticationError."""
+        return await authenticate_any_async(self.authenticators, metadata, peer_uris)
 
     # ---- istiod's serving certificate --------------------------------------------------
 
@@ -157,6 +169,12 @@ class MeshSecurity:
             log.info("istiod serving certificate issued for %s (serial %x)",
                      ",".join([*dns, *ips]), self._serving.serial)  # fmt: skip
         return self._serving
+
+    def serving_credential(self) -> tuple[Credential, int]:
+        """istiod's current serving certificate and its version (bumped on each re-issue), for
+        servers that reload it themselves (the HTTPS webhook port)."""
+        credential = self._serving_credential()
+        return credential, self._serving_version
 
     def server_credentials(self, require_client_auth: bool = False) -> grpc.ServerCredentials:
         """TLS for a gRPC port with the current serving certificate, swapped on renewal.

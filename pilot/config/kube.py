@@ -45,11 +45,18 @@ STOP_TIMEOUT = 2.0
 
 
 # The Kubernetes kinds istiod reads besides Istio's own (registry, credentials, namespaces).
-KUBERNETES_KINDS = frozenset({Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.SECRET, Kind.NAMESPACE})
+KUBERNETES_KINDS = frozenset(
+    {Kind.SERVICE, Kind.ENDPOINT_SLICE, Kind.SECRET, Kind.NAMESPACE, Kind.POD, Kind.NODE}
+)
 
 # As Istio's credentials controller: Helm release records and service-account tokens are
-# Secrets istiod never serves, and they are most of a cluster's Secrets.
-SECRET_FIELD_SELECTOR = "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token"
+# Secrets istiod never serves, and they are most of a cluster's Secrets. istiod's own keys
+# (istio-ca-secret, istiod-token-key: security/kube_secrets.py) are never config either: kept
+# out of the store, they cannot reach /debug/configz or a gateway.
+SECRET_FIELD_SELECTOR = (
+    "type!=helm.sh/release.v1,type!=kubernetes.io/service-account-token,"
+    "type!=istio.io/ca-root,type!=pyistio.io/token-signing-key"
+)
 
 
 def watched_schemas() -> tuple[KindSchema, ...]:
@@ -102,6 +109,8 @@ class KubeConfigSource:
         self.resource_versions: dict[Target, str] = {}
         self.synced = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # (upserts, deletes) collected while a list is applied, else None.
+        self._batch: tuple[list[Config[Any]], list[ConfigKey]] | None = None
 
     @property
     def problems(self) -> list[Problem]:
@@ -175,13 +184,20 @@ class KubeConfigSource:
     ) -> None:
         default_ns = target.namespace or "default"
         listed = {_identity(target.schema, obj, default_ns): obj for obj in items}
-        for key in sorted(self._objects[target].keys() - listed.keys()):
-            self._delete(target, key)
-        for key in sorted(self._problems.keys() - listed.keys()):
-            if self._in(target, key):
+        # One store change for the whole list: its handlers (the registry) run once.
+        self._batch = ([], [])
+        try:
+            for key in sorted(self._objects[target].keys() - listed.keys()):
                 self._delete(target, key)
-        for key in sorted(listed):
-            self._upsert(target, key, listed[key], new_problems)
+            for key in sorted(self._problems.keys() - listed.keys()):
+                if self._in(target, key):
+                    self._delete(target, key)
+            for key in sorted(listed):
+                self._upsert(target, key, listed[key], new_problems)
+        finally:
+            upserts, deletes = self._batch
+            self._batch = None
+            self.store.apply_changes(upserts, deletes)
 
     def _in(self, target: Target, key: ConfigKey) -> bool:
         return key.kind == target.schema.kind and (
@@ -191,19 +207,25 @@ class KubeConfigSource:
     def _delete(self, target: Target, key: ConfigKey) -> None:
         self._problems.pop(key, None)
         if self._objects[target].pop(key, None) is not None:
-            self.store.delete(key)
+            if self._batch is not None:
+                self._batch[1].append(key)
+            else:
+                self.store.delete(key)
 
     def _upsert(
         self, target: Target, key: ConfigKey, obj: dict[str, Any], new_problems: list[Problem]
     ) -> None:
-        result = parse_object(obj, default_namespace=target.namespace or "default")
+        result = parse_object(obj, default_namespace=target.namespace or "default", observed=True)
         if result.config is not None:
             self._problems.pop(key, None)
             config = result.config
             if config.key != key:  # cannot happen with a well-behaved server
                 log.warning("object %s listed as %s", config.key, key)
             self._objects[target][config.key] = config
-            self.store.upsert(config)
+            if self._batch is not None:
+                self._batch[0].append(config)
+            else:
+                self.store.upsert(config)
             return
         if result.ignored:
             return

@@ -11,13 +11,14 @@ authenticator: its proxies have no identity and get no keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from pilot.model.proxy import Proxy
 from pkg.credentials import Identity
 from pkg.errors import AuthenticationError
 
-Authenticate = Callable[[Mapping[str, str], Sequence[str]], Identity]
+# Synchronous, or a coroutine (a check that does I/O, e.g. a Kubernetes TokenReview).
+Authenticate = Callable[[Mapping[str, str], Sequence[str]], Identity | Awaitable[Identity]]
 
 
 class IdentityMismatchError(AuthenticationError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import itertools
 import logging
 import time
@@ -389,7 +390,8 @@ class DiscoveryServer:
         authenticate: Authenticate,
     ) -> Proxy:
         try:
-            identity = authenticate(request_metadata(context), peer_uris(context))
+            found = authenticate(request_metadata(context), peer_uris(context))
+            identity = await found if inspect.isawaitable(found) else found
             check_connection_identity(proxy, identity)
         except IdentityMismatchError as e:
             log.warning("ADS: refused node:%s peer:%s: %s", proxy.id, context.peer(), e)

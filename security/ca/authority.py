@@ -1,6 +1,7 @@
 """The certificate authority: istiod's built-in CA (Istio's IstioCA), self-signed or plugged-in.
 
-Self-signed: an RSA 2048 root (subject O=<trust domain>) created once in the state directory
+Self-signed: an RSA 2048 root (subject O=<trust domain>) created once in its `RootStore` (the
+state directory; in Kubernetes mode the `istio-ca-secret` Secret, security/kube_secrets.py)
 and loaded on every later start, so a restarted istiod keeps signing with the same root. When
 less than 20 % of its life is left, `check_root_rotation` re-issues it with the same key and
 subject; the previous root stays in the trust bundle until it expires, and because the key is
@@ -33,7 +34,6 @@ from security.ca.storage import SignerBundle
 from security.pki.certs import decode_csr_pem, encode_cert_pem, encode_certs_pem, general_names
 from security.pki.issue import CLOCK_SKEW_GRACE, build_leaf_cert, build_root_cert, root_subject
 from security.pki.keys import check_leaf_public_key, encode_key_pem, generate_key, generate_rsa_key
-from security.statefile import state_lock
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +88,14 @@ class CertificateAuthority:
         *,
         cacerts_dir: Path | None = None,
         reload_policy: reload.ReloadPolicy | None = None,
+        root_store: storage.RootStore | None = None,
     ) -> None:
         self.policy = policy
-        self._state_dir = state_dir  # None when plugged in: nothing of ours to persist
-        self._cacerts_dir = cacerts_dir if state_dir is None else None  # set when plugged in
+        # Where the self-signed root lives; None when plugged in: nothing of ours to persist.
+        if root_store is None and state_dir is not None:
+            root_store = storage.StateDirRootStore(state_dir)
+        self._root_store = root_store
+        self._cacerts_dir = cacerts_dir if root_store is None else None  # set when plugged in
         self._reload_policy = reload_policy or reload.ReloadPolicy()
         self._cacerts_seen = reload.fingerprint(self._cacerts_dir) if self._cacerts_dir else ()
         self._bundle = bundle
@@ -126,21 +130,34 @@ class CertificateAuthority:
                          reload_policy=reload.ReloadPolicy(multi_root))  # fmt: skip
                 ca._cacerts_seen = seen  # what was loaded, even if edited since
                 return ca
-        with state_lock(state_dir):
-            bundle = storage.load_self_signed(state_dir, now)
+        return cls.self_signed(storage.StateDirRootStore(state_dir), policy, now)
+
+    @classmethod
+    def self_signed(
+        cls, store: storage.RootStore, policy: CAPolicy, now: datetime | None = None
+    ) -> CertificateAuthority:
+        """The self-signed CA kept in `store`, whose root is created there when it has none
+        (CAError when it has none and this istiod may not create one)."""
+        policy.validate()
+        now = (now or _aware(policy.clock())).replace(microsecond=0)
+        trust_domain = policy.trust_domain
+        with store.locked():
+            bundle = store.load(now)
             if bundle is None:
+                if not store.writable:
+                    raise CAError(f"no self-signed root in {store} yet")
                 key = generate_rsa_key(ROOT_RSA_BITS)
                 root = build_root_cert(
-                    key, root_subject(trust_domain), now - CLOCK_SKEW_GRACE, now + root_ttl
+                    key, root_subject(trust_domain), now - CLOCK_SKEW_GRACE, now + policy.root_ttl
                 )
                 bundle = storage.self_signed_bundle(root, key)
-                storage.save_self_signed(state_dir, bundle, with_key=True)
-                log.info("created self-signed root dir=%s trust_domain=%s not_after=%s",
-                         state_dir, trust_domain, root.not_valid_after_utc.isoformat())  # fmt: skip
+                store.save(bundle, with_key=True)
+                log.info("created self-signed root %s trust_domain=%s not_after=%s",
+                         store, trust_domain, root.not_valid_after_utc.isoformat())  # fmt: skip
             elif _organization(bundle.root) != trust_domain:
                 log.warning("stored root is for organization %r, not trust domain %r",
                             _organization(bundle.root), trust_domain)  # fmt: skip
-        ca = cls(bundle, policy, state_dir)
+        ca = cls(bundle, policy, None, root_store=store)
         ca.check_root_rotation(now)  # a root that expired while istiod was down is replaced now
         return ca
 
@@ -160,7 +177,7 @@ class CertificateAuthority:
 
     @property
     def plugged_in(self) -> bool:
-        return self._state_dir is None
+        return self._root_store is None
 
     @property
     def signer_cert(self) -> x509.Certificate:
@@ -270,29 +287,33 @@ class CertificateAuthority:
     def check_root_rotation(self, now: datetime | None = None) -> bool:
         """Rotate a self-signed root near its end; True when the trust bundle changed.
 
-        Also picks up a rotation another istiod sharing the state dir did, and drops previous
-        roots once they expire. Plugged-in CAs are never rotated here (False).
+        Also picks up a rotation another istiod sharing the state dir (or the Secret) did, and
+        drops previous roots once they expire; only a writable store's istiod rotates (in
+        Kubernetes mode, the leader). Plugged-in CAs are never rotated here (False).
         """
-        if self._state_dir is None:
+        store = self._root_store
+        if store is None:
             return False
         when = _aware(now) if now is not None else self.now()
         before = self._bundle
         try:
-            with state_lock(self._state_dir):
-                bundle = storage.load_self_signed(self._state_dir, when)
-                if bundle is None:  # the files are gone: put ours back
+            with store.locked():
+                bundle = store.load(when)
+                if bundle is None:  # the files (or the Secret) are gone
                     bundle = before
-                    storage.save_self_signed(self._state_dir, bundle, with_key=True)
-                if self._needs_rotation(bundle.signer_cert, when):
-                    bundle = self._rotate(bundle, when)
+                    if store.writable:  # put ours back; a follower keeps its copy
+                        store.save(bundle, with_key=True)
+                if self._needs_rotation(bundle.signer_cert, when) and store.writable:
+                    bundle = self._rotate(store, bundle, when)
         except (CAError, OSError) as exc:
             log.error("root rotation check failed, keeping the current root: %s", exc)
             return False
         self._set_bundle(bundle)
         return bundle.roots != before.roots or bundle.root != before.root
 
-    def _rotate(self, bundle: SignerBundle, now: datetime) -> SignerBundle:
-        assert self._state_dir is not None
+    def _rotate(
+        self, store: storage.RootStore, bundle: SignerBundle, now: datetime
+    ) -> SignerBundle:
         old = bundle.signer_cert
         now = now.replace(microsecond=0)
         root = build_root_cert(
@@ -300,7 +321,7 @@ class CertificateAuthority:
         )
         kept = tuple(cert for cert in bundle.roots if cert.not_valid_after_utc > now)
         rotated = storage.self_signed_bundle(root, bundle.signer_key, kept)
-        storage.save_self_signed(self._state_dir, rotated, with_key=False)
+        store.save(rotated, with_key=False)
         log.info("rotated self-signed root old_serial=%x old_not_after=%s new_serial=%x "
                  "new_not_after=%s", old.serial_number, old.not_valid_after_utc.isoformat(),
                  root.serial_number, root.not_valid_after_utc.isoformat())  # fmt: skip

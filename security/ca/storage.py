@@ -20,9 +20,11 @@ cert-chain.pem (from the signer up, usually ending with the root). All four or n
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
@@ -31,7 +33,7 @@ from pkg.errors import CAError
 from security.pki.certs import decode_cert_pem, decode_certs_pem, encode_certs_pem
 from security.pki.keys import decode_key_pem, encode_key_pem, key_matches, signing_key
 from security.pki.verify import ChainError, build_path, check_ca
-from security.statefile import PRIVATE_MODE, read_optional, write_atomic
+from security.statefile import PRIVATE_MODE, read_optional, state_lock, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +82,31 @@ def load_self_signed(state_dir: Path, now: datetime) -> SignerBundle | None:
         return None
     if key_pem is None:
         raise CAError(f"{state_dir / CA_CERT} exists but {state_dir / CA_KEY} is missing")
-    root = decode_cert_pem(cert_pem, what=str(state_dir / CA_CERT))
-    key = signing_key(decode_key_pem(key_pem))
-    if not key_matches(key, root.public_key()):
-        raise CAError(f"{state_dir / CA_KEY} does not match {state_dir / CA_CERT}")
-    check_ca(root)
     stored_roots = read_optional(state_dir / ROOT_CERT)
-    previous: tuple[x509.Certificate, ...] = ()
-    if stored_roots:
-        try:
-            previous = tuple(decode_certs_pem(stored_roots, what=str(state_dir / ROOT_CERT)))
-        except CAError as exc:
-            log.warning("rewriting unreadable trust bundle: %s", exc)
-    kept = tuple(cert for cert in previous if cert.not_valid_after_utc > now)
-    bundle = self_signed_bundle(root, key, kept)
+    bundle = self_signed_from_pem(cert_pem, key_pem, stored_roots, now, f"{state_dir}/")
     if bundle.roots_pem != stored_roots:
         write_atomic(state_dir / ROOT_CERT, bundle.roots_pem)
     return bundle
+
+
+def self_signed_from_pem(
+    cert_pem: bytes, key_pem: bytes, roots_pem: bytes | None, now: datetime, where: str
+) -> SignerBundle:
+    """A self-signed bundle from the contents of ca-cert.pem, ca-key.pem and root-cert.pem
+    (`where` prefixes their names in errors). Expired earlier roots are dropped."""
+    root = decode_cert_pem(cert_pem, what=where + CA_CERT)
+    key = signing_key(decode_key_pem(key_pem))
+    if not key_matches(key, root.public_key()):
+        raise CAError(f"{where}{CA_KEY} does not match {where}{CA_CERT}")
+    check_ca(root)
+    previous: tuple[x509.Certificate, ...] = ()
+    if roots_pem:
+        try:
+            previous = tuple(decode_certs_pem(roots_pem, what=where + ROOT_CERT))
+        except CAError as exc:
+            log.warning("ignoring unreadable trust bundle: %s", exc)
+    kept = tuple(cert for cert in previous if cert.not_valid_after_utc > now)
+    return self_signed_bundle(root, key, kept)
 
 
 def save_self_signed(state_dir: Path, bundle: SignerBundle, *, with_key: bool) -> None:
@@ -105,6 +115,49 @@ def save_self_signed(state_dir: Path, bundle: SignerBundle, *, with_key: bool) -
         write_atomic(state_dir / CA_KEY, encode_key_pem(bundle.signer_key), PRIVATE_MODE)
     write_atomic(state_dir / CA_CERT, encode_certs_pem([bundle.signer_cert]))
     write_atomic(state_dir / ROOT_CERT, bundle.roots_pem)
+
+
+class RootStore(Protocol):
+    """Where a self-signed root is kept: the state directory (standalone) or the
+    `istio-ca-secret` Secret (Kubernetes, `security.ca.secret_store`)."""
+
+    @property
+    def writable(self) -> bool:
+        """Whether this istiod may create and rotate the root (else it only follows)."""
+        ...
+
+    def locked(self) -> AbstractContextManager[None]:
+        """Held around a load → (rotate) → save sequence."""
+        ...
+
+    def load(self, now: datetime) -> SignerBundle | None:
+        """The stored bundle (None when there is none yet). Expired earlier roots dropped."""
+        ...
+
+    def save(self, bundle: SignerBundle, *, with_key: bool) -> None:
+        """Persist `bundle` (the key only when new)."""
+        ...
+
+
+class StateDirRootStore:
+    """The self-signed root in `--state-dir` (files as described above)."""
+
+    writable = True
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def locked(self) -> AbstractContextManager[None]:
+        return state_lock(self.state_dir)
+
+    def load(self, now: datetime) -> SignerBundle | None:
+        return load_self_signed(self.state_dir, now)
+
+    def save(self, bundle: SignerBundle, *, with_key: bool) -> None:
+        save_self_signed(self.state_dir, bundle, with_key=with_key)
+
+    def __str__(self) -> str:
+        return f"dir={self.state_dir}"
 
 
 def load_plugged(cacerts_dir: Path, now: datetime) -> SignerBundle | None:

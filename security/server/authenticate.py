@@ -4,13 +4,17 @@ As in Istio (`pilot/pkg/bootstrap/server.go`), a list of authenticators is tried
 the first success wins: `ClientCertAuthenticator` (the SPIFFE URI SAN of a peer certificate
 the TLS layer has verified against the mesh roots — how a proxy re-authenticates with its
 workload certificate) and `BearerTokenAuthenticator` (the standalone stand-in for Istio's
-KubeJWTAuthenticator: `authorization: Bearer <token>` checked by our `TokenIssuer`).
+KubeJWTAuthenticator: `authorization: Bearer <token>` checked by our `TokenIssuer`); in
+Kubernetes mode also `security.server.kube_token.TokenReviewAuthenticator`.
+
+Two kinds: `Authenticator` (synchronous, no I/O) and `AsyncAuthenticator` (awaited: it may do
+I/O, off the event loop). On the event loop, `authenticate_any_async` tries both kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pkg.credentials import Identity
 from pkg.errors import AuthenticationError
@@ -20,7 +24,10 @@ AUTHORIZATION = "authorization"
 _SCHEMES = ("bearer", "istio")  # Istio's HTTP path also accepts "Istio <token>"
 
 
+@runtime_checkable
 class Authenticator(Protocol):
+    """Checks credentials without I/O: cheap enough to call on the event loop."""
+
     def authenticate(self, metadata: Mapping[str, str], peer_uris: Sequence[str]) -> Identity:
         """The caller's identity; AuthenticationError with the reason otherwise.
 
@@ -28,6 +35,20 @@ class Authenticator(Protocol):
         SANs of the peer's verified TLS certificate ([] without one).
         """
         ...
+
+
+@runtime_checkable
+class AsyncAuthenticator(Protocol):
+    """Checks credentials with I/O (e.g. a TokenReview): awaited, never blocks the loop."""
+
+    async def authenticate_async(
+        self, metadata: Mapping[str, str], peer_uris: Sequence[str]
+    ) -> Identity:
+        """As `Authenticator.authenticate`."""
+        ...
+
+
+AnyAuthenticator = Authenticator | AsyncAuthenticator
 
 
 def bearer_token(metadata: Mapping[str, str]) -> str:
@@ -86,19 +107,48 @@ class ClientCertAuthenticator:
         raise AuthenticationError("; ".join(rejected))
 
 
+def _name(authenticator: object) -> str:
+    return str(getattr(authenticator, "name", type(authenticator).__name__))
+
+
 def authenticate_any(
-    authenticators: Sequence[Authenticator],
+    authenticators: Sequence[AnyAuthenticator],
     metadata: Mapping[str, str],
     peer_uris: Sequence[str],
 ) -> Identity:
-    """The first authenticator's success; AuthenticationError listing every reason otherwise."""
+    """The first authenticator's success; AuthenticationError listing every reason otherwise.
+
+    Synchronous: an `AsyncAuthenticator` (it may block on I/O) is skipped with a reason; on the
+    event loop use `authenticate_any_async`, which tries every kind."""
+    if not authenticators:
+        raise AuthenticationError("no authenticators configured")
+    reasons: list[str] = []
+    for authenticator in authenticators:
+        if not isinstance(authenticator, Authenticator):
+            reasons.append(f"{_name(authenticator)}: needs authenticate_any_async")
+            continue
+        try:
+            return authenticator.authenticate(metadata, peer_uris)
+        except AuthenticationError as exc:
+            reasons.append(f"{_name(authenticator)}: {exc}")
+    raise AuthenticationError("; ".join(reasons))
+
+
+async def authenticate_any_async(
+    authenticators: Sequence[AnyAuthenticator],
+    metadata: Mapping[str, str],
+    peer_uris: Sequence[str],
+) -> Identity:
+    """`authenticate_any` for the event loop: synchronous authenticators (cheap, no I/O) are
+    called inline, async ones (e.g. TokenReview, which runs its client off the loop) awaited."""
     if not authenticators:
         raise AuthenticationError("no authenticators configured")
     reasons: list[str] = []
     for authenticator in authenticators:
         try:
+            if isinstance(authenticator, AsyncAuthenticator):
+                return await authenticator.authenticate_async(metadata, peer_uris)
             return authenticator.authenticate(metadata, peer_uris)
         except AuthenticationError as exc:
-            name = getattr(authenticator, "name", type(authenticator).__name__)
-            reasons.append(f"{name}: {exc}")
+            reasons.append(f"{_name(authenticator)}: {exc}")
     raise AuthenticationError("; ".join(reasons))

@@ -31,7 +31,7 @@ from security import monitoring
 from security.ca.authority import CertificateAuthority
 from security.ca.errors import error_type
 from security.pki.certs import decode_csr_pem, uri_sans
-from security.server.authenticate import Authenticator, authenticate_any
+from security.server.authenticate import AnyAuthenticator, authenticate_any_async
 from security.server.ca_proto import (
     CREATE_CERTIFICATE,
     METHOD,
@@ -59,7 +59,9 @@ Context = grpc.aio.ServicerContext[Message, Message]
 class CertificateService:
     """The CreateCertificate handler, independent of how the server is wired."""
 
-    def __init__(self, ca: CertificateAuthority, authenticators: Sequence[Authenticator]) -> None:
+    def __init__(
+        self, ca: CertificateAuthority, authenticators: Sequence[AnyAuthenticator]
+    ) -> None:
         self._ca = ca
         self._authenticators = tuple(authenticators)
 
@@ -67,7 +69,7 @@ class CertificateService:
         monitoring.CSR_COUNT.inc()
         request = request_fields(message)
         try:
-            caller = authenticate_any(
+            caller = await authenticate_any_async(
                 self._authenticators, request_metadata(context), peer_uris(context)
             )
         except AuthenticationError as exc:
@@ -110,7 +112,7 @@ class CertificateService:
 
 
 def ca_grpc_handler(
-    ca: CertificateAuthority, authenticators: Sequence[Authenticator]
+    ca: CertificateAuthority, authenticators: Sequence[AnyAuthenticator]
 ) -> grpc.GenericRpcHandler:
     """The IstioCertificateService handler, for `grpc.aio.Server.add_generic_rpc_handlers`."""
     service = CertificateService(ca, authenticators)

@@ -69,7 +69,10 @@ def create(kube: KubeClient, doc: str) -> dict[str, Any]:
 
 @pytest.fixture
 def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer()  # bound, not serving yet: istiod's lists wait
+    # Serving (istiod needs istio-ca-secret before it listens, as Istio's istiod does), but
+    # its lists of VirtualServices wait until the test releases them: istiod stays unsynced.
+    server = FakeApiServer().start()
+    server.hold_lists("virtualservices")
     yield server
     server.close()
 
@@ -89,7 +92,7 @@ def test_config_from_the_api_server(
         assert ads_refusal(istiod) == (grpc.StatusCode.UNAVAILABLE, NOT_READY)
 
         began = time.monotonic()
-        api.start()
+        api.release_lists()
         wait_until(lambda: istiod.get("/ready").status == 200, 15, 0.05, "istiod ready")
         synced_after = time.monotonic() - began
         assert synced_after < 15

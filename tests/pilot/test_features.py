@@ -77,3 +77,10 @@ def test_xds_send_timeout() -> None:
     assert from_env({"PILOT_XDS_SEND_TIMEOUT": "0"}).xds_send_timeout == 0.0
     with pytest.raises(ConfigError, match="PILOT_XDS_SEND_TIMEOUT"):
         from_env({"PILOT_XDS_SEND_TIMEOUT": "soon"})
+
+
+def test_leader_election_lease_duration() -> None:
+    assert from_env({}).leader_election_lease_duration == 30.0
+    assert from_env({"LEADER_ELECTION_LEASE_DURATION": "4s"}).leader_election_lease_duration == 4
+    with pytest.raises(ConfigError, match="LEADER_ELECTION_LEASE_DURATION"):
+        from_env({"LEADER_ELECTION_LEASE_DURATION": "0s"})

@@ -23,6 +23,8 @@ What it serves, as the real server does:
   carrying a 410 Expired Status. `drop_watches()` ends every open stream (clean end of the
   chunked body), like an API server shutting down; `drop_watches(abrupt=True)` closes the
   connections mid-body instead, like a network failure or a killed server.
+  `hold_lists(plural, ...)` makes lists of those resources wait until `release_lists()`
+  (a slow initial sync of one kind while the rest is served).
 - create (409 AlreadyExists, `generateName`), update (PUT; 409 Conflict when the body's
   resourceVersion is stale; no resourceVersion = unconditional), patch (merge patch, JSON patch
   add/remove/replace/test, strategic merge patch for built-in kinds — 415 for custom resources,
@@ -78,6 +80,8 @@ class FakeApiServer:
         self.watches = Watches(self.store, bookmark_interval)
         self.tokens = TokenRegistry()
         self.patch_types: list[str] = []  # Content-Type of every PATCH, for tests
+        self.held_lists: frozenset[str] = frozenset()  # plurals whose lists wait (hold_lists)
+        self._lists_released = threading.Event()
         self._sockets: set[socket.socket] = set()
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.api = self
@@ -97,8 +101,10 @@ class FakeApiServer:
         return self
 
     def close(self) -> None:
+        self.release_lists()
         self.drop_watches()
-        self._httpd.shutdown()
+        if self._thread is not None:  # shutdown() waits for serve_forever: never if unstarted
+            self._httpd.shutdown()
         self._httpd.server_close()
         with self.store.changed:
             socks = list(self._sockets)
@@ -153,6 +159,16 @@ class FakeApiServer:
     def wait_for_watches(self, count: int, timeout: float = 5.0) -> None:
         """Block until at least `count` watch streams are open."""
         self.watches.wait_for(count, timeout)
+
+    def hold_lists(self, *plurals: str) -> None:
+        """Make lists of these resources (e.g. "virtualservices") wait until `release_lists()`
+        (at most 30 s): a client's initial sync of them stays pending, everything else works."""
+        self._lists_released.clear()
+        self.held_lists = frozenset(plurals)
+
+    def release_lists(self) -> None:
+        self.held_lists = frozenset()
+        self._lists_released.set()
 
     def register_token(
         self, token: str, namespace: str, service_account: str, audiences: tuple[str, ...]
@@ -324,6 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
             return store.update(r, ns, name, new)
 
     def _list(self, r: Resource, version: str, ns: str, query: dict[str, str]) -> None:
+        if r.plural in self.server.api.held_lists:
+            self.server.api._lists_released.wait(30)
         f = Filter.parse(
             ns, query.get("labelSelector", ""), query.get("fieldSelector", ""), r.field_labels
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,20 @@ def test_patch_flavours_as_the_real_server_answers(
         "application/strategic-merge-patch+json",  # and a dict to a built-in kind as SMP
         "application/strategic-merge-patch+json",
     ]
+
+
+def test_held_lists_wait_until_released(fake_apiserver: FakeApiServer, kube: KubeClient) -> None:
+    fake_apiserver.hold_lists("virtualservices")
+    done = threading.Event()
+
+    def list_vs() -> None:
+        kube.custom().list_namespaced_custom_object(*NET, "default", "virtualservices")
+        done.set()
+
+    thread = threading.Thread(target=list_vs, daemon=True)
+    thread.start()
+    kube.core().list_namespaced_secret("default")  # other resources are served meanwhile
+    assert not done.wait(0.2)
+    fake_apiserver.release_lists()
+    assert done.wait(5)
+    thread.join(5)

@@ -41,6 +41,10 @@ def change(kind: Kind, namespace: str, name: str = "x") -> PushRequest:
         (OPEN, change(Kind.VIRTUAL_SERVICE, "c"), True),  # imports every namespace
         (SCOPED, change(Kind.DESTINATION_RULE, "b"), True),  # may apply via a route to b
         (SCOPED, change(Kind.ENDPOINTS, "b"), True),
+        # A credentialName Secret concerns the proxies of its namespace only.
+        (GATEWAY, change(Kind.SECRET, "istio-system", "gw-cert"), True),
+        (GATEWAY, change(Kind.SECRET, "a", "gw-cert"), False),
+        (SCOPED, change(Kind.SECRET, "istio-system", "gw-cert"), False),
     ],
 )
 def test_proxy_needs_push(proxy: ProxySpec, request_: PushRequest, expected: bool) -> None:
