@@ -98,6 +98,8 @@ class IstiodProcess:
             "127.0.0.1:0",
             "--monitoring-addr",
             "127.0.0.1:0",
+            "--webhook-addr",
+            "127.0.0.1:0",
             "--log-level",
             self.log_level,
             *self.extra_args,

@@ -21,9 +21,12 @@ from aiohttp import web
 
 from pilot.bootstrap.environment import Environment
 from pilot.bootstrap.jwks_resolver import HttpFetcher, JwksResolver, JwksSettings
+from pilot.bootstrap.kube_security import KubeSecurity, KubeSecuritySettings
 from pilot.bootstrap.mesh_security import RENEW_CHECK_INTERVAL, MeshSecurity, SecuritySettings
 from pilot.bootstrap.options import Address, Options
 from pilot.bootstrap.security_http import SecurityHttp, admin_refusal
+from pilot.bootstrap.sts_http import StsHttp
+from pilot.bootstrap.webhooks import WebhookServer
 from pilot.config.file import FileConfigSource
 from pilot.config.kube import KubeConfigSource
 from pilot.config.last_good import with_status
@@ -31,6 +34,7 @@ from pilot.config.store import ConfigStore
 from pilot.features import Features
 from pilot.model.jwks import jwks_demand
 from pilot.model.push_request import PushRequest, TriggerReason
+from pilot.webhooks.ca_bundle import CaBundlePatcher
 from pilot.xds.debounce import DebounceSettings
 from pilot.xds.debug import DebugApp
 from pilot.xds.generators import default_generators
@@ -45,6 +49,7 @@ from pkg.config.mesh import MeshConfig, load_mesh_config
 from pkg.config.model import ConfigKey, Kind
 from pkg.credentials import Identity
 from pkg.errors import ConfigError
+from pkg.inject.sidecar import InjectionSettings
 from pkg.kube.client import KubeClient
 from security.server.ca_service import ca_grpc_handler
 
@@ -54,6 +59,17 @@ log = logging.getLogger(__name__)
 def announce(name: str, address: str) -> None:
     """The contract's start-up line: `listening <name> <host:port>` on stderr."""
     print(f"listening {name} {address}", file=sys.stderr, flush=True)
+
+
+def _kube_client(options: Options) -> KubeClient:
+    """A client from --kubeconfig, else (in a pod) from the in-cluster config."""
+    try:
+        if options.kubeconfig is not None:
+            return KubeClient.from_kubeconfig(str(options.kubeconfig))
+        return KubeClient.in_cluster()
+    except Exception as e:  # missing file, no current context, bad YAML, no token...
+        where = f"--kubeconfig {options.kubeconfig}" if options.kubeconfig else "in-cluster config"
+        raise ConfigError(f"{where}: {e}") from e
 
 
 class Istiod:
@@ -71,12 +87,17 @@ class Istiod:
         self.store.add_handler(self.ledger.config_events)
         # --kubeconfig: Istio objects from the API server (Kubernetes mode); else files.
         self.source: FileConfigSource | KubeConfigSource
-        if options.kubeconfig is not None:
-            try:
-                kube = KubeClient.from_kubeconfig(str(options.kubeconfig))
-            except Exception as e:  # missing file, no current context, bad YAML...
-                raise ConfigError(f"--kubeconfig {options.kubeconfig}: {e}") from e
-            self.source = KubeConfigSource(kube, self.store)
+        self.kube_security: KubeSecurity | None = None
+        if options.kubernetes:
+            kube = _kube_client(options)
+            # Lease, istio-ca-secret, istio-ca-root-cert ConfigMaps, TokenReview.
+            security_kube = _kube_client(options)
+            self.source = KubeConfigSource(kube, self.store, namespaces=options.watched_namespaces)
+            self.kube_security = KubeSecurity(
+                security_kube,
+                self.store,
+                KubeSecuritySettings.from_env(features.leader_election_lease_duration),
+            )
         else:
             self.source = FileConfigSource(options.config_dirs, self.store)
         self.environment: Environment | None = None
@@ -89,6 +110,7 @@ class Istiod:
         )
         self._grpc_servers: list[grpc.aio.Server] = []
         self._runners: list[web.AppRunner] = []
+        self._webhooks: WebhookServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
         self.bound: dict[str, str] = {}
@@ -102,7 +124,13 @@ class Istiod:
         kube = isinstance(self.source, KubeConfigSource)
         if isinstance(self.source, FileConfigSource):
             await self.source.load()
-        self.environment = Environment(self.store, self.mesh, opts.domain_suffix)
+        self.environment = Environment(
+            self.store,
+            self.mesh,
+            opts.domain_suffix,
+            require_pods=kube,
+            send_unhealthy_endpoints=self.features.send_unhealthy_endpoints,
+        )
         if isinstance(self.source, KubeConfigSource):
             self.source.start()  # served (and /ready) once every kind's initial list is in
         # RequestAuthentication keys: fetched before the first push, then kept fresh.
@@ -120,11 +148,18 @@ class Istiod:
             verify_cache=self.features.xds_cache_verify,
         )
         # Root key generation and state files: off the event loop.
-        security = await asyncio.to_thread(MeshSecurity.create, self._security_settings())
+        if self.kube_security is not None:  # the root from istio-ca-secret (Lease-elected)
+            security = await self.kube_security.create_security(self._security_settings())
+        else:
+            security = await asyncio.to_thread(MeshSecurity.create, self._security_settings())
         self.security = security
         self.discovery = DiscoveryServer(
             self.environment, settings, default_generators(security.credentials)
         )
+        discovery_server = self.discovery
+        self.environment.connected_proxies = lambda: [
+            c.proxy for c in discovery_server.connections()
+        ]
         if not kube:
             self.discovery.initialize()
             self.ledger.serving()
@@ -173,12 +208,17 @@ class Istiod:
         )
         http_app = debug.app()
         SecurityHttp(security).add_routes(http_app)
+        # STS for injected sidecars: also on the monitoring port, which the Service exposes.
+        StsHttp(security).add_routes(http_app)
         http_app.add_subapp("/metrics", metrics_app())
         await self._serve_http("http", http_app, opts.http_addr)
         if opts.monitoring_addr is not None:
             monitoring = debug.app()
+            StsHttp(security).add_routes(monitoring)
             monitoring.add_subapp("/metrics", metrics_app())
             await self._serve_http("monitoring", monitoring, opts.monitoring_addr)
+        if opts.webhook_addr is not None:
+            await self._serve_webhooks(security, opts.webhook_addr)
 
         if isinstance(self.source, FileConfigSource):
             self._tasks.append(guarded_task(self.source.watch(), name="config-watch"))
@@ -264,6 +304,24 @@ class Istiod:
         await server.start()
         self._announce(name, Address(address.host, port))
 
+    async def _serve_webhooks(self, security: MeshSecurity, address: Address) -> None:
+        """/validate and /inject over HTTPS (pilot/bootstrap/webhooks.py); in Kubernetes mode
+        the webhook configurations' caBundle follows the mesh root."""
+        webhooks = WebhookServer(security, InjectionSettings())
+        port = await webhooks.start(address.host, address.port)
+        self._webhooks = webhooks
+        self._tasks.append(guarded_task(webhooks.follow_certificate(), name="webhook-cert"))
+        self._announce("webhook", Address(address.host, port))
+        if isinstance(self.source, KubeConfigSource):
+            patcher = CaBundlePatcher(self.source.kube, security.ca.trust_bundle)
+
+            def on_credentials(identity: Identity | None) -> None:
+                if identity is None:  # the trust bundle changed
+                    patcher.changed()
+
+            security.credentials.subscribe(on_credentials)
+            self._tasks.append(guarded_task(patcher.run(), name="webhook-ca-bundle"))
+
     def _on_jwks_change(self, keys: frozenset[ConfigKey]) -> None:
         """New public keys for these RequestAuthentications: push their listeners."""
         if self.discovery is not None and keys:
@@ -308,10 +366,15 @@ class Istiod:
         await asyncio.gather(*stopping)
         for runner in reversed(self._runners):
             await runner.cleanup()
+        if self._webhooks is not None:
+            await self._webhooks.stop()
         await cancel_and_wait(*self._tasks)
         if isinstance(self.source, KubeConfigSource):
             await self.source.stop()
             self.source.kube.close()
+        if self.kube_security is not None:
+            await self.kube_security.stop()
+            self.kube_security.kube.close()
         await self.jwks.close()
         self._tasks.clear()
 

@@ -33,6 +33,7 @@ DEFAULT_BIND: Mapping[str, str] = {
     "secure-grpc": "127.0.0.1:0",
     "http": "127.0.0.1:0",
     "monitoring": "127.0.0.1:0",
+    "webhook": "127.0.0.1:0",
 }
 
 
@@ -89,7 +90,9 @@ class IstiodProcess:
 
     def argv(self) -> list[str]:
         args = [*self.command]
-        for config_dir in self.config_dirs:
+        # Kubernetes mode (--kubeconfig) takes no --config-dir: istiod refuses the pair.
+        kube_mode = "--kubeconfig" in self.extra_args
+        for config_dir in () if kube_mode else self.config_dirs:
             args += ["--config-dir", str(config_dir)]
         args += ["--state-dir", str(self.state_dir)]
         if self.mesh_config is not None:

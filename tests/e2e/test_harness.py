@@ -284,7 +284,7 @@ def test_istiod_harness_with_fake(tmp_path: Path) -> None:
     )
     with istiod:
         addrs = istiod.addresses
-        assert set(addrs) == {"grpc", "secure-grpc", "http", "monitoring"}
+        assert set(addrs) == {"grpc", "secure-grpc", "http", "monitoring", "webhook"}
         assert istiod.grpc_addr.startswith("127.0.0.1:")
         assert istiod.http_url == f"http://{addrs['http']}"
         info = istiod.get_json("/debug/fake")

@@ -52,7 +52,7 @@ async def istiod(tmp_path: Path, jwks_server: JwksServer) -> AsyncIterator[Istio
         [
             "--config-dir", str(config), "--state-dir", str(tmp_path / "state"),
             "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "",
-            "--http-addr", "127.0.0.1:0", "--monitoring-addr", "",
+            "--http-addr", "127.0.0.1:0", "--monitoring-addr", "", "--webhook-addr", "",
         ]
     )  # fmt: skip
     server = Istiod(options, Features(debounce_after=0.01))

@@ -68,7 +68,7 @@ async def start_istiod(state: Path, config: Path, **features: Any) -> Running:
         [
             "--config-dir", str(config), "--state-dir", str(state),
             "--grpc-addr", "127.0.0.1:0", "--secure-grpc-addr", "127.0.0.1:0",
-            "--http-addr", "127.0.0.1:0", "--monitoring-addr", "",
+            "--http-addr", "127.0.0.1:0", "--monitoring-addr", "", "--webhook-addr", "",
         ]
     )  # fmt: skip
     istiod = Istiod(options, Features(debounce_after=0.01, **features))
