@@ -48,8 +48,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--interception-mode", choices=INTERCEPTION_MODES, default="REDIRECT")
     parser.add_argument(
         "--istiod",
+        action="append",
         default=None,
-        help="istiod xDS HOST:PORT (default 127.0.0.1:15012, or :15010 with --insecure)",
+        metavar="HOST:PORT",
+        help=(
+            "istiod xDS HOST:PORT (default 127.0.0.1:15012, or :15010 with --insecure); repeat"
+            " it, or give a comma-separated list, for several istiod replicas: Envoy connects"
+            " to one of them and moves to another when it goes away"
+        ),
     )
     parser.add_argument(
         "--istiod-http",
@@ -134,7 +140,7 @@ def options_from_args(args: argparse.Namespace) -> BootstrapOptions:
         labels=parse_labels(args.labels),
         service_account=args.service_account,
         interception_mode=cast(InterceptionMode, args.interception_mode),
-        istiod=args.istiod,
+        istiod=",".join(args.istiod) if args.istiod else None,
         istiod_http=args.istiod_http,
         admin_port=args.admin_port,
         insecure=args.insecure,

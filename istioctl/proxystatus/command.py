@@ -1,13 +1,20 @@
 """`istioctl proxy-status|ps [PROXY]`: the sync status of every proxy istiod serves, or, for
 one PROXY, istiod's view of it diffed against its own config dump.
 
-    istioctl proxy-status [--istiod URL | --xds-address HOST:PORT] [-n NS]
+    istioctl proxy-status [--istiod URL... | --xds-address HOST:PORT...] [-n NS]
                           [-o table|json|yaml] [-v 1]
     istioctl proxy-status PROXY (--admin ENVOY_ADMIN_URL | --file CONFIG_DUMP)
-                          [--istiod URL | --xds-address HOST:PORT]
+                          [--istiod URL... | --xds-address HOST:PORT...]
 
 PROXY is `NAME.NAMESPACE` (a bare NAME means NAMESPACE `default`, or `-n`). `-o json|yaml`
 prints the `istio.io/debug/syncz` DiscoveryResponse (built from /debug/syncz with --istiod).
+
+Several istiod replicas: repeat `--istiod` (or `--xds-address`), or give a comma-separated
+list; as istioctl asks every istiod pod, the table then lists the proxies of all of them (the
+ISTIOD column names the replica holding each), `-o json|yaml` prints one response per istiod
+in the order given, and PROXY is compared against the istiod that holds it. Any istiod that
+cannot be read fails the command (exit 1, naming its address).
+
 Exit status 0 when the status (or the comparison, matching or not) was printed, 1 when istiod
 or Envoy could not be read.
 """
@@ -49,13 +56,18 @@ def add_parser(subparsers: Any) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--istiod",
+        action="append",
         metavar="URL",
-        help=f"istiod's HTTP debug address (default {sources.DEFAULT_ISTIOD})",
+        help=(
+            f"istiod's HTTP debug address (default {sources.DEFAULT_ISTIOD}); repeat it or"
+            " give a comma-separated list for several replicas"
+        ),
     )
     source.add_argument(
         "--xds-address",
+        action="append",
         metavar="HOST:PORT",
-        help="ask istiod over plaintext ADS (istio.io/debug/syncz) instead of HTTP",
+        help="ask istiod over plaintext ADS (istio.io/debug/syncz) instead of HTTP; repeatable",
     )
     envoy = parser.add_mutually_exclusive_group()
     envoy.add_argument("--admin", metavar="URL", help="the proxy's Envoy admin address")
@@ -102,6 +114,9 @@ def _check(args: argparse.Namespace) -> str:
         return f"--output {args.output!r} is not supported: use one of {'|'.join(OUTPUTS)}"
     if args.timeout <= 0:
         return "--timeout must be positive"
+    for flag, values in (("--istiod", args.istiod), ("--xds-address", args.xds_address)):
+        if values is not None and not _addresses(values):
+            return f"{flag} needs an address (several: repeat {flag} or separate with commas)"
     if args.proxy and args.admin is None and args.file is None:
         return (
             f"proxy-status {args.proxy} compares istiod's view with the proxy's own config "
@@ -119,21 +134,34 @@ def _proxy_id(args: argparse.Namespace) -> str:
     return f"{name}.{args.namespace or 'default'}"
 
 
-def _status(args: argparse.Namespace) -> str:
-    report: SyncReport
+def _addresses(values: list[str] | None) -> list[str]:
+    """A repeatable flag's values, each possibly a comma-separated list, in order."""
+    return [item.strip() for value in values or () for item in value.split(",") if item.strip()]
+
+
+def _reports(args: argparse.Namespace) -> list[SyncReport]:
+    """Every istiod's answer, in the order given."""
     if args.xds_address:
-        report = sources.syncz_xds(args.xds_address, args.timeout)
-    else:
-        report = sources.syncz_http(args.istiod or sources.DEFAULT_ISTIOD, args.timeout)
-    report = report.in_namespace(args.namespace)
+        return [sources.syncz_xds(a, args.timeout) for a in _addresses(args.xds_address)]
+    urls = _addresses(args.istiod) or [sources.DEFAULT_ISTIOD]
+    return [sources.syncz_http(url, args.timeout) for url in urls]
+
+
+def _status(args: argparse.Namespace) -> str:
+    reports = [report.in_namespace(args.namespace) for report in _reports(args)]
     if args.output != "table":
-        text = json_format.MessageToJson(report.response, indent=4)
-        if args.output == "yaml":
-            return str(yaml.safe_dump(yaml.safe_load(text), sort_keys=False))
-        return text + "\n"
-    table = render_table(report.proxies, time.time(), verbose=args.verbosity > 0)
-    errors = render_errors(report.proxies)
+        return "".join(_machine_readable(report, args.output) for report in reports)
+    proxies = [proxy for report in reports for proxy in report.proxies]
+    table = render_table(proxies, time.time(), verbose=args.verbosity > 0)
+    errors = render_errors(proxies)
     return table + (f"\n{errors}" if errors else "")
+
+
+def _machine_readable(report: SyncReport, output: str) -> str:
+    text = json_format.MessageToJson(report.response, indent=4)
+    if output == "yaml":
+        return str(yaml.safe_dump(yaml.safe_load(text), sort_keys=False))
+    return text + "\n"
 
 
 def _diff(args: argparse.Namespace) -> str:
@@ -144,17 +172,32 @@ def _diff(args: argparse.Namespace) -> str:
             envoy_source = AdminSource(normalize_url("--admin", args.admin), args.timeout)
         else:
             envoy_source = FileSource(args.file)
-        istiod_url = normalize_url("--istiod", args.istiod or sources.DEFAULT_ISTIOD)
+        urls = [normalize_url("--istiod", url) for url in _addresses(args.istiod)]
     except ValueError as error:
         raise sources.SourceError(str(error)) from None
     envoy = parse_config_dump(envoy_source.config_dump())
     if args.xds_address:
-        response = sources.config_dump_xds(args.xds_address, proxy, args.timeout)
+        address = _holder(args, proxy, _addresses(args.xds_address))
+        response = sources.config_dump_xds(address, proxy, args.timeout)
         if not response.resources:
-            raise sources.SourceError(
-                f"--xds-address: {args.xds_address} has no proxy {proxy} connected"
-            )
+            raise sources.SourceError(f"--xds-address: {address} has no proxy {proxy} connected")
         istiod = compare.from_response(response)
     else:
-        istiod = parse_config_dump(IstiodSource(istiod_url, proxy, args.timeout).config_dump())
+        url = _holder(args, proxy, urls or [sources.DEFAULT_ISTIOD])
+        istiod = parse_config_dump(IstiodSource(url, proxy, args.timeout).config_dump())
     return "".join(section.render() for section in compare.compare(istiod, envoy))
+
+
+def _holder(args: argparse.Namespace, proxy: str, addresses: list[str]) -> str:
+    """Of several istiods, the one whose sync status lists `proxy` (one is used as given)."""
+    if len(addresses) == 1:
+        return addresses[0]
+    flag = "--xds-address" if args.xds_address else "--istiod"
+    for address in addresses:
+        if args.xds_address:
+            report = sources.syncz_xds(address, args.timeout)
+        else:
+            report = sources.syncz_http(address, args.timeout)
+        if any(p.name == proxy or f"~{p.name}~" in proxy for p in report.proxies):
+            return address
+    raise sources.SourceError(f"{flag}: no istiod of {', '.join(addresses)} holds proxy {proxy}")
