@@ -56,6 +56,25 @@ from security.server.ca_service import ca_grpc_handler
 log = logging.getLogger(__name__)
 
 
+# Observed state, not configuration: left out of /debug/configz (as Istio's, which lists
+# config only); a cluster has thousands of them.
+OBSERVED_KINDS = frozenset({Kind.POD, Kind.NODE})
+REDACTED = "[redacted]"
+
+
+def redact_secret(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Secret with every value hidden (keys kept: they tell which form it has), as
+    config_dump redacts private keys; anything else unchanged."""
+    if obj.get("kind") != "Secret":
+        return obj
+    out = dict(obj)
+    for field in ("data", "stringData"):
+        values = out.get(field)
+        if isinstance(values, dict):
+            out[field] = dict.fromkeys(values, REDACTED)
+    return out
+
+
 def announce(name: str, address: str) -> None:
     """The contract's start-up line: `listening <name> <host:port>` on stderr."""
     print(f"listening {name} {address}", file=sys.stderr, flush=True)
@@ -384,10 +403,12 @@ class Istiod:
         # A proxy-rejected object carries its rejection in `status` (pilot/config/last_good.py).
         last_good = self.environment.last_good if self.environment is not None else None
         out = []
-        for configs in self.store.by_kind().values():
+        for kind, configs in self.store.by_kind().items():
+            if kind in OBSERVED_KINDS:
+                continue
             for config in configs:
                 status = last_good.status(config.key) if last_good is not None else None
-                out.append(with_status(config.raw, status))
+                out.append(redact_secret(with_status(config.raw, status)))
         return out
 
     def problems(self) -> list[str]:

@@ -157,6 +157,9 @@ def test_traffic_follows_pods_readiness_and_subsets(
     app = App(cluster, "shop", backends)
     ip, _ = app.client(envoy_factory)
     reach_all(ip, {"reviews-v1", "reviews-v2"})
+    # Pods are observed state, not config: /debug/configz leaves them out (the Service stays).
+    kinds = {o["kind"] for o in cluster.istiod.get_json("/debug/configz")}
+    assert "Service" in kinds and "Pod" not in kinds
 
     # Readiness false → the endpoint leaves Envoy through an EDS-only push.
     before = cluster.pushes()
