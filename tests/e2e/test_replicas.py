@@ -20,9 +20,11 @@ Proven with real Envoy and traffic through it:
   `version_info`; the versions are content hashes, equal on every replica);
 - afterwards a change through the API still reaches the moved proxies.
 
-CA and identity are not part of this first version: the bootstraps are plaintext (`--insecure`).
-`start_replicas` is the one place replicas are configured, so switching them to the
-Kubernetes CA (istio-ca-secret) is a change there and in `place`.
+The replicas run the Kubernetes CA: exactly one of them created `istio-ca-secret` (under the
+Lease) and both serve its root. The bootstraps here are plaintext (`--insecure`) so that
+"nothing resent" is exact: a secure proxy that moves gets one SDS `default` push (workload
+certificates are per replica, see docs/kubernetes.md). Tokens and certificates across
+replicas are proven in tests/e2e/test_kube_security.py.
 """
 
 from __future__ import annotations
@@ -297,6 +299,16 @@ def test_replicas_share_proxies_and_take_over(
                 app.weighted_vs("reviews", {"v1": 100, "v2": 0}),
             ),
         )
+        # One root for both: created once, by one replica, through the API server.
+        with api.store.changed:
+            events = api.store.events_after(0)
+        creates = [
+            e for e in events
+            if e.type == "ADDED" and e.new["metadata"]["name"] == "istio-ca-secret"
+        ]  # fmt: skip
+        assert len(creates) == 1, creates
+        assert a.istiod.get("/v1/root-cert").body == b.istiod.get("/v1/root-cert").body
+
         # One proxy on each replica, over each ADS flavour.
         on_a = place(a, replicas, envoy_factory, "productpage-v1", "delta")
         on_b = place(b, replicas, envoy_factory, "ratings-v1", "sotw")
