@@ -67,6 +67,10 @@ class Features:
     # proxies, marked unhealthy, instead of leaving them out (false). Terminating endpoints
     # are never sent.
     send_unhealthy_endpoints: bool = False
+    # PILOT_HISTORY_MAX_BYTES (ours): memory budget of the history of what each proxy was
+    # sent (pilot/xds/history.py; `istioctl proxy-config --at`, `istioctl x diff`), in bytes
+    # (64 MiB); the oldest snapshots go first. 0 turns the history off.
+    history_max_bytes: int = 64 << 20
 
     # LEADER_ELECTION_LEASE_DURATION (ours; Istio hard-codes 30s): the Lease of the Kubernetes
     # singleton duties (CA root, istio-ca-root-cert ConfigMaps); renew deadline is half of it,
@@ -194,4 +198,5 @@ def from_env(env: Mapping[str, str] | None = None) -> Features:
             env, "LEADER_ELECTION_LEASE_DURATION", 30.0
         ),
         send_unhealthy_endpoints=_bool(env, "PILOT_SEND_UNHEALTHY_ENDPOINTS", False),
+        history_max_bytes=_int(env, "PILOT_HISTORY_MAX_BYTES", 64 << 20),
     )

@@ -4,9 +4,11 @@ RESOURCE (with istioctl's aliases): cluster|clusters|c, listener|listeners|l,
 route|routes|r, endpoint|endpoints|ep, eds, secret|secrets|s, bootstrap|b, all|a.
 The source is exactly one of `--admin URL` (an Envoy admin API), `-f FILE` (a saved
 `/config_dump`) or PROXY (`NAME.NAMESPACE` or a node id) read from istiod (`--istiod URL`,
-default http://127.0.0.1:8080): what istiod would send that proxy. `-o short` (a table, the
-default; `bootstrap` defaults to json), `-o json` or `-o yaml` (Envoy's JSON for the
-resources). Exit 0 on success, 1 when the source fails or holds nothing to show, 2 for bad
+default http://127.0.0.1:8080): what istiod would send that proxy, or with `--at TIME|VERSION`
+what it had sent it then (an RFC 3339 time, a duration ago such as 10m, or a push version
+from `istioctl x history`; istiod's history, bounded by PILOT_HISTORY_MAX_BYTES). `-o short`
+(a table, the default; `bootstrap` defaults to json), `-o json` or `-o yaml` (Envoy's JSON
+for the resources). Exit 0 on success, 1 when the source fails or holds nothing to show, 2 for bad
 flags.
 """
 
@@ -30,6 +32,7 @@ from istioctl.proxyconfig import (
     secrets,
     summary,
 )
+from istioctl.proxyconfig.at import At
 from istioctl.proxyconfig.clusters import ClusterFilter
 from istioctl.proxyconfig.configdump import (
     ConfigDump,
@@ -148,6 +151,12 @@ def _common_flags() -> argparse.ArgumentParser:
         "-o", "--output", default=None, help="output format: one of json|yaml|short"
     )
     common.add_argument(
+        "--at",
+        metavar="TIME|VERSION",
+        help="what istiod had sent PROXY then: an RFC 3339 time, a duration ago (10m) or a"
+        " push version from `istioctl x history` (istiod's history)",
+    )
+    common.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="HTTP timeout in seconds"
     )
     return common
@@ -263,6 +272,8 @@ def source_from_args(args: argparse.Namespace, resource: Resource) -> Source:
         raise UsageError(f"--timeout: must be positive, got {args.timeout:g}")
     try:
         if args.admin or args.file:
+            if getattr(args, "at", None):
+                raise UsageError(f"--at reads istiod's history of PROXY; not with {given[0]}")
             if args.proxy:
                 raise UsageError(
                     f"PROXY {args.proxy!r} is read from istiod; with {given[0]} leave it out"
@@ -276,9 +287,10 @@ def source_from_args(args: argparse.Namespace, resource: Resource) -> Source:
                 " --admin URL or -f FILE"
             )
         url = normalize_url("--istiod", args.istiod or DEFAULT_ISTIOD)
+        at = At.parse("--at", args.at) if getattr(args, "at", None) else None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return IstiodSource(url, proxy_id(args.proxy), args.timeout)
+    return IstiodSource(url, proxy_id(args.proxy), args.timeout, at)
 
 
 def proxy_id(text: str) -> str:

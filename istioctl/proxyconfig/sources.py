@@ -5,7 +5,8 @@
 - `-f FILE`: a saved config dump (`curl :15000/config_dump > FILE`; `-` for stdin), or for
   `endpoint` a saved `/clusters?format=json`;
 - `--istiod URL` with a PROXY: istiod's `GET URL/debug/config_dump?proxyID=PROXY`, the
-  configuration istiod would send that proxy now.
+  configuration istiod would send that proxy now; with `--at TIME|DURATION|VERSION`,
+  `GET URL/debug/history?proxyID=PROXY&dump&...`: what istiod had sent it then (at.py).
 
 HTTP is the standard library's: requests time out, never follow redirects and ignore
 `*_proxy` environment variables. Every failure is a SourceError whose message names the flag
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from istioctl.http import OPENER, reason
+from istioctl.proxyconfig.at import At, HistoryError, fetch_dump
 from pkg.version import VERSION
 
 DEFAULT_TIMEOUT = 10.0
@@ -88,11 +90,18 @@ class IstiodSource:
     url: str
     proxy: str
     timeout: float = DEFAULT_TIMEOUT
+    # `--at`: what istiod sent the proxy then (its history, at.py), not what it would now.
+    at: At | None = None
 
     def describe(self) -> str:
         return f"--istiod {self.url}"
 
     def config_dump(self, include_eds: bool = False) -> Any:
+        if self.at is not None:
+            try:
+                return fetch_dump(self.url, self.proxy, self.at, include_eds, self.timeout).data
+            except HistoryError as err:
+                raise SourceError(f"--at {self.at.text}: {err}") from None
         query = {"proxyID": self.proxy}
         if include_eds:
             query["include_eds"] = "true"

@@ -8,7 +8,7 @@ from the current PushContext for the connected proxy, exactly as a push would bu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from envoy.admin.v3 import config_dump_pb2, config_dump_shared_pb2
@@ -42,7 +42,6 @@ def build_config_dump(
     types: Iterable[str] | None = None,
     include_eds: bool = False,
 ) -> config_dump_pb2.ConfigDump:
-    wanted = {t.upper() for t in types} if types else {"CDS", "EDS", "LDS", "RDS", "SDS"}
     view = proxy_view(connection.proxy, push)
     gens = connection._generators
     now = _now()
@@ -57,6 +56,19 @@ def build_config_dump(
             names = frozenset()
         return generator.generate(view, names)
 
+    return assemble_config_dump(generate, types, include_eds, now)
+
+
+def assemble_config_dump(
+    generate: Callable[[str], Sequence[BuiltResource]],
+    types: Iterable[str] | None = None,
+    include_eds: bool = False,
+    now: timestamp_pb2.Timestamp | None = None,
+) -> config_dump_pb2.ConfigDump:
+    """The ConfigDump of the resources `generate(type_url)` gives (what a proxy would be sent
+    now, or, for history.py, what it was sent at some earlier time), stamped `now`."""
+    wanted = {t.upper() for t in types} if types else {"CDS", "EDS", "LDS", "RDS", "SDS"}
+    now = now if now is not None else _now()
     dump = config_dump_pb2.ConfigDump()
     dump.configs.append(_any(config_dump_pb2.BootstrapConfigDump()))
     if "CDS" in wanted:

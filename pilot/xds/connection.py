@@ -340,7 +340,9 @@ class Connection:
             for r in to_send:
                 state.sent[r.name] = r.version
         state.force.clear()
-        self._record_send(state, nonce, version, to_send, (), payload, reason, started)
+        self._record_send(
+            state, nonce, version, to_send, (), payload, reason, started, view.push.version
+        )
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -395,7 +397,9 @@ class Connection:
             # Keep the attribution map bounded: drop the oldest entries.
             for old in list(state.outstanding)[: len(state.outstanding) - 64]:
                 del state.outstanding[old]
-        self._record_send(state, nonce, version, to_send, removed, payload, reason, started)
+        self._record_send(
+            state, nonce, version, to_send, removed, payload, reason, started, view.push.version
+        )
         state.version_sent = version
         self._after_send(state.type_url, changed)
         return [payload]
@@ -430,6 +434,7 @@ class Connection:
         payload: bytes,
         reason: str,
         started: float = 0.0,
+        context: str = "",
     ) -> None:
         removed = len(removed_names)
         state.nonce_sent = nonce
@@ -462,6 +467,8 @@ class Connection:
                     self._push_request if reason == "push" else None,
                     state.last_sent_at,
                     time.perf_counter() - started if started else 0.0,
+                    sent,
+                    context,
                 ),
             )
         record = SendRecord(

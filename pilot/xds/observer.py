@@ -11,6 +11,7 @@ observation never breaks a stream).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +19,7 @@ from pilot.model.push_request import PushRequest
 
 if TYPE_CHECKING:
     from pilot.xds.connection import Connection
+    from pilot.xds.wire import BuiltResource
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ class Sent:
     at: float  # time.time()
     # Seconds spent generating and encoding it (not writing it: the server times the write).
     elapsed: float = 0.0
+    # The resources carried (a reference to the generated set, never a copy: history.py keeps
+    # their bodies) and the version of the PushContext they were generated from.
+    resources: Sequence[BuiltResource] = ()
+    context: str = ""
 
 
 @dataclass(frozen=True, slots=True)
