@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istioctl import cmd_bootstrap, cmd_kube_inject, cmd_validate
+from istioctl import cmd_apply, cmd_bootstrap, cmd_kube_inject, cmd_validate
 from istioctl.analyze import command as cmd_analyze
 from istioctl.experimental import command as cmd_experimental
 from istioctl.proxyconfig import command as cmd_proxy_config
@@ -24,6 +24,7 @@ _COMMANDS = (
     cmd_analyze,
     cmd_experimental,
     cmd_kube_inject,
+    cmd_apply,
 )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from istioctl.experimental import trace
+from istioctl.experimental import diff, explain, history, plan, trace
 
-_SUBCOMMANDS = (trace,)
+_SUBCOMMANDS = (trace, explain, plan, diff, history)
 
 
 def add_parser(subparsers: Any) -> None:

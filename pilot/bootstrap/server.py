@@ -39,6 +39,7 @@ from pilot.xds.debounce import DebounceSettings
 from pilot.xds.debug import DebugApp
 from pilot.xds.generators import default_generators
 from pilot.xds.generators.sds import credential_key
+from pilot.xds.history import ProxyHistory
 from pilot.xds.ledger import PushLedger
 from pilot.xds.metrics_observer import XdsMetrics
 from pilot.xds.monitoring import metrics_app, record_build_info
@@ -183,6 +184,11 @@ class Istiod:
             self.discovery.initialize()
             self.ledger.serving()
         self.discovery.events.subscribe(self.ledger)
+        # What each proxy was sent, over time (/debug/history, `istioctl proxy-config --at`).
+        self.history: ProxyHistory | None = None
+        if self.features.history_max_bytes > 0:
+            self.history = ProxyHistory(self.features.history_max_bytes)
+            self.discovery.events.subscribe(self.history)
         # Istio's xDS metrics from what the streams report (pilot/xds/metrics_observer.py).
         self.discovery.events.subscribe(XdsMetrics())
         record_build_info()
@@ -224,6 +230,7 @@ class Istiod:
             lambda: self._ready,
             ledger=self.ledger,
             authorize=authorize,
+            history=self.history,
         )
         http_app = debug.app()
         SecurityHttp(security).add_routes(http_app)

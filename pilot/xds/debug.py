@@ -24,9 +24,15 @@ from pilot.model.authorization import ApplicablePolicies
 from pilot.model.proxy_status import proxy_status
 from pilot.model.proxy_view import proxy_view
 from pilot.model.push_context import PushContext
+from pilot.plan.compute import PlanTarget
+from pilot.plan.planner import MAX_CHANGE_BYTES, plan_json
+from pilot.simulate.request import RequestError, parse_request
 from pilot.xds.config_dump import build_config_dump, to_json
 from pilot.xds.connection import Connection
 from pilot.xds.debug_xds import istiod_id, type_sync
+from pilot.xds.explain import explain_connection
+from pilot.xds.history import ProxyHistory
+from pilot.xds.history_query import history_query
 from pilot.xds.ledger import PushLedger
 from pilot.xds.server import DiscoveryServer
 from pilot.xds.trace import trace_query
@@ -42,9 +48,10 @@ _SHORT_FIELDS = {
 }
 
 
-def _json(data: Any, request: web.Request) -> web.Response:
+def _json(data: Any, request: web.Request, status: int = 200) -> web.Response:
     indent = 2 if "pretty" in request.query else None
     return web.Response(
+        status=status,
         text=json.dumps(data, indent=indent, sort_keys=False, default=str),
         content_type="application/json",
     )
@@ -87,8 +94,10 @@ class DebugApp:
         ready: Callable[[], bool],
         ledger: PushLedger | None = None,
         authorize: Authorize | None = None,
+        history: ProxyHistory | None = None,
     ) -> None:
         self.server = server
+        self.history = history  # what each proxy was sent, over time (history.py)
         self._authorize = authorize
         self.ledger = ledger  # the push ledger behind /debug/trace (ledger.py, trace.py)
         self._configz = configz
@@ -112,9 +121,14 @@ class DebugApp:
             "/debug/connections": self.connections,
             "/debug/authorizationz": self.authorizationz,
             "/debug/trace": self.trace,
+            "/debug/history": self.history_handler,
         }
         for path, handler in debug.items():
             r.add_get(path, _loopback_only(handler, self._authorize))
+        # POST: a change file in, its plan out (nothing is applied; pilot/plan/).
+        r.add_post("/debug/plan", _loopback_only(self.plan, self._authorize))
+        # POST: a request in (JSON), its replay through one proxy's config out (explain.py).
+        r.add_post("/debug/explain", _loopback_only(self.explain, self._authorize))
         return app
 
     async def ready(self, request: web.Request) -> web.Response:
@@ -237,6 +251,57 @@ class DebugApp:
         response = _json(body, request)
         response.set_status(status)
         return response
+
+    async def plan(self, request: web.Request) -> web.Response:
+        """POST a change file (YAML): what each class of connected proxies would receive
+        if it were applied (`?resources=true`: also their resources after it)."""
+        push = self._push()
+        if push is None:
+            return web.Response(status=503, text="istiod has no configuration yet\n")
+        data = await request.content.read(MAX_CHANGE_BYTES + 1)
+        if len(data) > MAX_CHANGE_BYTES:
+            return web.Response(status=413, text="the change file is too large\n")
+        source = self.server.source
+        targets = [PlanTarget(c.proxy, c._generators) for c in self.server.connections()]
+        body = plan_json(
+            data,
+            targets,
+            push,
+            source.push_inputs(),
+            require_pods=bool(getattr(source, "require_pods", False)),
+            send_unhealthy=bool(getattr(source, "send_unhealthy_endpoints", False)),
+            resources=request.query.get("resources") == "true",
+        )
+        return _json(body, request)
+
+    async def history_handler(self, request: web.Request) -> web.Response:
+        """What proxies were sent, over time; `?proxyID=&dump&version=|time=|ago=` answers a
+        config dump of then (history_query.py)."""
+        if self.history is None:
+            return web.Response(status=404, text="the proxy history is not enabled\n")
+        status, body, headers = history_query(self.history, request.query, time.time())
+        response = _json(body, request)
+        response.set_status(status)
+        response.headers.update(headers)
+        return response
+
+    async def explain(self, request: web.Request) -> web.Response:
+        """POST `?proxyID=` with the request as JSON (pilot/simulate/request.py): the steps
+        it takes through that proxy's generated config and the predicted outcome."""
+        proxy_id = request.query.get("proxyID", "")
+        if not proxy_id:
+            return _json({"error": "proxyID is required"}, request, 400)
+        try:
+            body = json.loads(await request.content.read(1 << 16) or b"{}")
+            explain_request = parse_request(body)
+        except (ValueError, RequestError) as err:
+            return _json({"error": f"request: {err}"}, request, 400)
+        conn = _find(self.server.connections(), proxy_id)
+        push = self._push()
+        if conn is None or push is None:
+            error = f"proxy {proxy_id} is not connected to this istiod"
+            return _json({"error": error}, request, 404)
+        return _json(explain_connection(conn, push, explain_request).as_json(), request)
 
     async def authorizationz(self, request: web.Request) -> web.Response:
         """istiod's dump of the AuthorizationPolicies by namespace; with `?proxyID=` the ones

@@ -115,6 +115,11 @@ class DiscoveryServer:
         return self._push_context is not None
 
     @property
+    def source(self) -> PushInputsSource:
+        """Where snapshots come from (read-only use: `istioctl x plan` copies its inputs)."""
+        return self._source
+
+    @property
     def push_context(self) -> PushContext:
         if self._push_context is None:
             raise RuntimeError("no PushContext yet")

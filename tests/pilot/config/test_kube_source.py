@@ -94,7 +94,7 @@ async def source_of(
 
     yield make
     for source in started:
-        assert await source.stop(timeout=3.0), "watch threads did not stop"
+        assert await source.stop(timeout=10.0), "watch threads did not stop"
     for client in clients:
         client.close()
 
