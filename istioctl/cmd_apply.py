@@ -1,5 +1,9 @@
-"""`istioctl apply -f FILE [-f FILE]... --config-dir DIR [--plan [--yes]] [--istiod URL]`:
+"""`istioctl apply -f FILE [-f FILE]... [--config-dir DIR] [--plan [--yes]] [--istiod URL]`:
 validate files, then store them where a standalone istiod reads its config.
+
+Without `--config-dir`, istiod at --istiod says where it reads from
+(`/debug/configsources`, answered on loopback or to an admin token): its first config
+directory. An istiod in Kubernetes mode reads from the API server: apply with kubectl there.
 
 The files are validated as `istioctl validate` does (any error: exit 1, nothing stored). Each
 file is then written into DIR under its own base name, atomically (a temporary file in DIR
@@ -26,6 +30,7 @@ from typing import Any, TextIO
 from istioctl import cmd_validate
 from istioctl.experimental import plan
 from istioctl.experimental.trace import DEFAULT_ISTIOD, normalize_url
+from istioctl.proxystatus.sources import SourceError, get_json
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,7 +55,10 @@ def add_parser(subparsers: Any) -> None:
         help="namespace of documents that do not set one (default: default)",
     )
     parser.add_argument(
-        "--config-dir", required=True, metavar="DIR", help="the directory istiod watches"
+        "--config-dir",
+        default=None,
+        metavar="DIR",
+        help="the directory istiod watches (default: asked from istiod at --istiod)",
     )
     parser.add_argument(
         "--istiod", default=DEFAULT_ISTIOD, metavar="URL", help=f"default {DEFAULT_ISTIOD}"
@@ -67,8 +75,35 @@ def run(args: argparse.Namespace) -> int:
     return main(args, sys.stdin, sys.stdout, sys.stderr)
 
 
+def istiod_config_dir(istiod: str, timeout: float = 10.0) -> Path:
+    """The first config directory of the standalone istiod at `istiod`; ValueError says why
+    there is none."""
+    base = normalize_url(istiod)
+    try:
+        info = get_json(f"{base}/debug/configsources", "--istiod", timeout)
+    except SourceError as error:
+        raise ValueError(f"{error} (or pass --config-dir)") from None
+    mode = info.get("mode") if isinstance(info, dict) else None
+    if mode == "kubernetes":
+        raise ValueError(
+            f"--istiod {base} reads its config from the Kubernetes API server "
+            f"({info.get('apiServer', '?')}): apply there, e.g. with kubectl apply"
+        )
+    dirs = info.get("configDirs") if isinstance(info, dict) else None
+    if mode != "files" or not isinstance(dirs, list) or not dirs:
+        raise ValueError(f"--istiod {base} names no config directory: pass --config-dir")
+    return Path(str(dirs[0]))
+
+
 def main(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    target = Path(args.config_dir)
+    if args.config_dir is None:
+        try:
+            target = istiod_config_dir(args.istiod)
+        except ValueError as error:
+            print(f"Error: {error}", file=err)
+            return 1
+    else:
+        target = Path(args.config_dir)
     if not target.is_dir():
         print(f'Error: --config-dir "{target}": no such directory', file=err)
         return 1

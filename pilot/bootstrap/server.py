@@ -231,6 +231,7 @@ class Istiod:
             ledger=self.ledger,
             authorize=authorize,
             history=self.history,
+            config_sources=self.config_sources,
         )
         http_app = debug.app()
         SecurityHttp(security).add_routes(http_app)
@@ -417,6 +418,11 @@ class Istiod:
                 status = last_good.status(config.key) if last_good is not None else None
                 out.append(redact_secret(with_status(config.raw, status)))
         return out
+
+    def config_sources(self) -> dict[str, Any]:
+        if isinstance(self.source, KubeConfigSource):
+            return {"mode": "kubernetes", "apiServer": self.source.kube.host}
+        return {"mode": "files", "configDirs": [str(d.resolve()) for d in self.options.config_dirs]}
 
     def problems(self) -> list[str]:
         return [str(p) for p in self.source.problems] + self.jwks.problems()

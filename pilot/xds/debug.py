@@ -95,8 +95,11 @@ class DebugApp:
         ledger: PushLedger | None = None,
         authorize: Authorize | None = None,
         history: ProxyHistory | None = None,
+        config_sources: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.server = server
+        # Where this istiod reads its config from (`istioctl apply` writes there).
+        self._config_sources = config_sources
         self.history = history  # what each proxy was sent, over time (history.py)
         self._authorize = authorize
         self.ledger = ledger  # the push ledger behind /debug/trace (ledger.py, trace.py)
@@ -122,6 +125,7 @@ class DebugApp:
             "/debug/authorizationz": self.authorizationz,
             "/debug/trace": self.trace,
             "/debug/history": self.history_handler,
+            "/debug/configsources": self.configsources,
         }
         for path, handler in debug.items():
             r.add_get(path, _loopback_only(handler, self._authorize))
@@ -147,6 +151,11 @@ class DebugApp:
             },
             request,
         )
+
+    async def configsources(self, request: web.Request) -> web.Response:
+        """`{"mode": "files", "configDirs": [...]}` or `{"mode": "kubernetes", ...}`."""
+        info = self._config_sources() if self._config_sources is not None else {}
+        return _json(info, request)
 
     async def index(self, request: web.Request) -> web.Response:
         paths = sorted(str(res.canonical) for res in request.app.router.resources())

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from istioctl.cmd_apply import istiod_config_dir
 from pkg.kube.client import KubeClient
 from tests.helpers.kube import workloads as k
 from tests.helpers.kube.fake_apiserver import FakeApiServer
@@ -254,3 +255,9 @@ def test_a_proxy_is_its_pod(
         "client-0", "podid", {"metadata": {"labels": {"app": "moved"}}}
     )
     envoy.wait_for(lambda: listener not in envoy.listener_names(), 10, "the Sidecar unapplied")
+
+
+def test_apply_without_a_config_dir_points_to_the_api_server(cluster: Cluster) -> None:
+    with pytest.raises(ValueError, match="Kubernetes API server") as error:
+        istiod_config_dir(cluster.istiod.http_url)
+    assert "kubectl" in str(error.value)

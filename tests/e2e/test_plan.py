@@ -312,9 +312,11 @@ def test_apply_with_plan_asks_first(mesh: Mesh) -> None:
     assert f"~ {SERVICE_PORT}" in out and "--yes" in err and "Nothing applied" in err
     assert stored.read_text() == before
 
-    code, out, err = istioctl(*args, "--plan", "--yes", "--brief")
+    # The contract's form: no --config-dir, istiod says where it reads its config from.
+    code, out, err = istioctl("apply", "-f", str(change), "--istiod", url, "--plan", "--yes")
     assert code == 0, out + err
     assert stored.read_text() == change.read_text()
+    assert f"applied to {stored.resolve()}" in out, out
     wait_until(
         lambda: weights(mesh.envoy) == [20, 80],
         15.0,
