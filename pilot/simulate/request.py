@@ -133,9 +133,12 @@ def _service_address(push: PushContext, proxy: Proxy, host: str) -> str:
     return UNKNOWN_DESTINATION
 
 
-def _bound_address(listeners: Mapping[str, Any], proxy: Proxy, port: int) -> str:
+def _bound_address(
+    listeners: Mapping[str, Any], proxy: Proxy, port: int, own_only: bool = False
+) -> str:
     """Where a client reaches this proxy on `port` without interception: the proxy's own IP
-    when a listener is bound there, else a listener's address on that port."""
+    when a listener is bound there, else (unless `own_only`: calls to the workload itself)
+    a listener's address on that port."""
     found: list[str] = []
     for listener in listeners.values():
         sock = listener.address.socket_address
@@ -146,19 +149,25 @@ def _bound_address(listeners: Mapping[str, Any], proxy: Proxy, port: int) -> str
     for address in found:
         if address in proxy.ip_addresses:
             return address
-    return found[0] if found else proxy.ip
+    return found[0] if found and not own_only else proxy.ip
 
 
 def to_call(
     request: ExplainRequest, proxy: Proxy, push: PushContext, listeners: Mapping[str, Any]
 ) -> Call:
-    """The simulator call: inbound to the workload, outbound through iptables (REDIRECT),
-    or straight to a bound listener (gateways, NONE-mode sidecars)."""
-    if request.inbound:
+    """The simulator call: inbound or outbound through iptables (REDIRECT: virtualInbound,
+    virtualOutbound), or straight to a bound listener (gateways, NONE-mode sidecars, both
+    directions)."""
+    direct = proxy.type is NodeType.ROUTER or proxy.interception_mode is InterceptionMode.NONE
+    if request.inbound and not direct:
         mode, address = CallMode.INBOUND, request.destination_ip or proxy.ip
-    elif proxy.type is NodeType.ROUTER or proxy.interception_mode is InterceptionMode.NONE:
+    elif direct:
+        # No iptables: an inbound call, too, reaches the listener bound on the workload's
+        # own address and port (a NONE-mode sidecar has no virtualInbound).
         mode = CallMode.DIRECT
-        address = request.destination_ip or _bound_address(listeners, proxy, request.port)
+        address = request.destination_ip or _bound_address(
+            listeners, proxy, request.port, own_only=request.inbound
+        )
     else:
         mode = CallMode.OUTBOUND
         address = request.destination_ip or _service_address(push, proxy, request.hostname)

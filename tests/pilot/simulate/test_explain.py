@@ -248,3 +248,48 @@ def test_inbound_call_is_authorized_by_principal_and_method(
     else:
         assert authz.detail == "denied: no ALLOW policy matches"
         assert result.outcome.status == 403
+
+
+REVIEWS_INGRESS = """---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews, namespace: default}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:9080
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "principal", "allowed"),
+    [("GET", PRODUCTPAGE, True), ("POST", PRODUCTPAGE, False)],
+)
+def test_none_mode_inbound_call_lands_on_the_listener_bound_on_its_ip(
+    method: str, principal: str, allowed: bool
+) -> None:
+    """No iptables, no virtualInbound: the call reaches the ingress listener bound on the
+    workload's own address (the bug: explain looked for virtualInbound and found none)."""
+    config = explain_config(REVIEWS, DETAILS, BLOCKED) + REVIEWS_VIEWER + REVIEWS_INGRESS
+    spec = ProxySpec(
+        ip="10.1.0.1",
+        name="reviews-v1.default",
+        labels={"app": "reviews", "version": "v1"},
+        service_account="reviews",
+        authenticated=True,
+        interception_mode="NONE",
+    )
+    result = run(
+        FakeDiscovery(config),
+        spec,
+        "http://reviews:9080/",
+        method=method,
+        inbound=True,
+        sourcePrincipal=principal,
+    )
+    assert steps(result, StepKind.LISTENER)[0].name == "10.1.0.1_9080"
+    authz = steps(result, StepKind.AUTHORIZATION)[0]
+    assert str(authz.source) == "AuthorizationPolicy/default/reviews-viewer" or not allowed
+    expected = OutcomeKind.BACKEND if allowed else OutcomeKind.DENIED
+    assert result.outcome.kind is expected, [s.as_json() for s in result.steps]
