@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from istioctl import envoy_check
 from pkg.config.schema import parse_object
-from pkg.config.yamldocs import load_documents
+from pkg.config.yamldocs import list_items, load_documents
 
 EXTENSIONS = (".yaml", ".yml", ".json")
 STDIN = "-"
@@ -177,20 +177,8 @@ def _validate_file(name: str, namespace: str) -> _FileResult:
                 f"{name}: document {document.index}: failed to decode: {document.error}"
             )
             continue
-        for obj in _items(document.obj):
+        for obj in list_items(document.obj):
             parsed = parse_object(obj, default_namespace=namespace)
             result.errors.extend(str(e) for e in parsed.errors)
             result.warnings.extend(str(w) for w in parsed.warnings)
     return result
-
-
-def _items(obj: dict[str, Any] | None) -> Iterator[object]:
-    """The document itself, or the items of a `kind: List` (as `kubectl get -o yaml` writes)."""
-    if obj is None:
-        return
-    kind = obj.get("kind")
-    items = obj.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        yield from items
-    else:
-        yield obj

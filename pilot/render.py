@@ -40,7 +40,7 @@ from pilot.xds.generators import default_generators, generators_for
 from pkg.config.mesh import MeshConfig, mesh_config_from_dict
 from pkg.config.model import Config, ConfigKey, Kind
 from pkg.config.schema import parse_object
-from pkg.config.yamldocs import load_documents
+from pkg.config.yamldocs import list_items, load_documents
 from pkg.credentials import Identity
 from pkg.xds import typeurls
 
@@ -86,7 +86,7 @@ def load_configs(paths: Iterable[Path], namespace: str) -> dict[Kind, tuple[Conf
         for doc in load_documents(path.read_bytes(), str(path)):
             if doc.error is not None:
                 continue
-            for obj in _items(doc.obj):
+            for obj in list_items(doc.obj):
                 result = parse_object(obj, default_namespace=namespace)
                 if result.config is not None:
                     by_key.setdefault(result.config.key, result.config)
@@ -94,17 +94,6 @@ def load_configs(paths: Iterable[Path], namespace: str) -> dict[Kind, tuple[Conf
     for key in sorted(by_key):
         grouped.setdefault(key.kind, []).append(by_key[key])
     return {kind: tuple(configs) for kind, configs in grouped.items()}
-
-
-def _items(obj: dict[str, Any] | None) -> Iterator[object]:
-    if obj is None:
-        return
-    items = obj.get("items")
-    kind = obj.get("kind")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        yield from items
-    else:
-        yield obj
 
 
 def roles(configs: dict[Kind, tuple[Config[Any], ...]], namespace: str) -> list[ProxyRole]:

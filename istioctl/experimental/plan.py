@@ -43,7 +43,7 @@ from istioctl import cmd_validate, envoy_check
 from istioctl.experimental.plan_render import render_text
 from istioctl.experimental.trace import DEFAULT_ISTIOD, normalize_url
 from istioctl.http import OPENER
-from pkg.config.yamldocs import load_documents
+from pkg.config.yamldocs import list_items, load_documents
 
 EXIT_UNCHANGED, EXIT_ERROR, EXIT_CHANGED = 0, 1, 2
 DEFAULT_TIMEOUT = 60.0
@@ -197,7 +197,7 @@ def change_bytes(files: list[str], namespace: str) -> bytes:
     for name in cmd_validate._expand(files, []):
         raw = sys.stdin.buffer.read() if name == cmd_validate.STDIN else Path(name).read_bytes()
         for document in load_documents(raw, name):
-            for obj in cmd_validate._items(document.obj):
+            for obj in list_items(document.obj):
                 if isinstance(obj, dict):
                     meta = obj.setdefault("metadata", {})
                     if isinstance(meta, dict):

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pkg.config.model import Config, ConfigKey, Kind
 from pkg.config.schema import parse_object
-from pkg.config.yamldocs import load_documents
+from pkg.config.yamldocs import list_items, load_documents
 
 DELETE_ANNOTATION = "plan.pyistio.io/delete"
 
@@ -57,7 +57,7 @@ def parse_change(data: str | bytes, source: str = "change", namespace: str = "de
                 f"{source}: document {document.index}: failed to decode: {document.error}"
             )
             continue
-        for obj in _items(document.obj):
+        for obj in list_items(document.obj):
             parsed = parse_object(obj, default_namespace=namespace)
             errors.extend(str(e) for e in parsed.errors)
             warnings.extend(str(w) for w in parsed.warnings)
@@ -94,15 +94,3 @@ def apply_change(
     for key in sorted(current):
         out.setdefault(key.kind, []).append(current[key])
     return {kind: tuple(items) for kind, items in out.items()}
-
-
-def _items(obj: dict[str, Any] | None) -> Iterator[object]:
-    """The document itself, or the items of a `kind: List`."""
-    if obj is None:
-        return
-    kind = obj.get("kind")
-    items = obj.get("items")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
-        yield from items
-    else:
-        yield obj

@@ -173,3 +173,16 @@ def _describe(err: yaml.YAMLError) -> str:
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     detail = f"{context}: {problem}" if context else problem
     return f"YAML syntax error{where}: {detail}"
+
+
+def list_items(obj: dict[str, Any] | None) -> Iterator[object]:
+    """The document itself, or the items of a `kind: List` / `kind: XList` (as `kubectl get
+    -o yaml` writes them); nothing for an empty document."""
+    if obj is None:
+        return
+    kind = obj.get("kind")
+    items = obj.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        yield from items
+    else:
+        yield obj
