@@ -107,7 +107,7 @@ def main(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> i
     if not target.is_dir():
         print(f'Error: --config-dir "{target}": no such directory', file=err)
         return 1
-    files = list(cmd_validate._expand(args.filename, []))
+    files = list(cmd_validate.expand_paths(args.filename, []))
     if cmd_validate.STDIN in files:
         print("Error: apply cannot read stdin (-f -); pass files", file=err)
         return 1

@@ -86,7 +86,7 @@ def envoy_validate_paths(
     paths: list[str], namespace: str, envoy_path: str | None, out: TextIO, err: TextIO
 ) -> int:
     """`--envoy`: Envoy's verdict on the xDS of files that passed validation (exit 0/1)."""
-    files = list(_expand(paths, []))
+    files = list(expand_paths(paths, []))
     if STDIN in files:
         print("Error: --envoy cannot read stdin (-f -); pass files", file=err)
         return 1
@@ -114,7 +114,7 @@ def validate_paths(paths: list[str], namespace: str, out: TextIO, err: TextIO) -
         return 1
     results: list[_FileResult] = []
     missing: list[str] = []
-    for name in _expand(paths, missing):
+    for name in expand_paths(paths, missing):
         results.append(_validate_file(name, namespace))
     failed = bool(missing) or any(r.errors for r in results)
     for line in missing:
@@ -141,7 +141,9 @@ def _print_warnings(result: _FileResult, stream: TextIO) -> None:
         print(f"\t* {line}", file=stream)
 
 
-def _expand(paths: list[str], missing: list[str]) -> Iterator[str]:
+def expand_paths(paths: list[str], missing: list[str]) -> Iterator[str]:
+    """The files named by `paths` (a directory: its YAML/JSON files), each once; paths that
+    do not exist are appended to `missing`."""
     seen: set[str] = set()
     for name in paths:
         candidates: list[str]

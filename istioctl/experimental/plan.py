@@ -194,7 +194,7 @@ def change_bytes(files: list[str], namespace: str) -> bytes:
     """Every document of the files as one YAML stream, each with its namespace made explicit
     (istiod defaults to "default")."""
     docs: list[Any] = []
-    for name in cmd_validate._expand(files, []):
+    for name in cmd_validate.expand_paths(files, []):
         raw = sys.stdin.buffer.read() if name == cmd_validate.STDIN else Path(name).read_bytes()
         for document in load_documents(raw, name):
             for obj in list_items(document.obj):

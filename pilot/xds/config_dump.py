@@ -43,7 +43,7 @@ def build_config_dump(
     include_eds: bool = False,
 ) -> config_dump_pb2.ConfigDump:
     view = proxy_view(connection.proxy, push)
-    gens = connection._generators
+    gens = connection.generators
     now = _now()
 
     def generate(type_url: str) -> Sequence[BuiltResource]:

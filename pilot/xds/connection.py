@@ -106,6 +106,11 @@ class Connection:
 
     # ---- requests ---------------------------------------------------------------------
 
+    @property
+    def generators(self) -> Mapping[str, Generator]:
+        """This stream's generators by type URL (read-only use: config_dump, explain, plan)."""
+        return self._generators
+
     def on_sotw_request(self, request: Any) -> list[bytes]:
         type_url = request.type_url
         if self._too_many_unknown(type_url):

@@ -271,7 +271,7 @@ class DebugApp:
         if len(data) > MAX_CHANGE_BYTES:
             return web.Response(status=413, text="the change file is too large\n")
         source = self.server.source
-        targets = [PlanTarget(c.proxy, c._generators) for c in self.server.connections()]
+        targets = [PlanTarget(c.proxy, c.generators) for c in self.server.connections()]
         body = plan_json(
             data,
             targets,

@@ -40,7 +40,7 @@ _MESSAGES: dict[str, Any] = {
 def _generate(
     connection: Connection, push: PushContext, type_url: str, names: Iterable[str] | None
 ) -> dict[str, Any]:
-    generator = connection._generators.get(type_url)
+    generator = connection.generators.get(type_url)
     if generator is None:
         return {}
     view = proxy_view(connection.proxy, push)

@@ -210,7 +210,7 @@ def _provenance(
     """The objects named by the provenance metadata of the rejected resources, regenerated
     for this proxy from the PushContext they were built from."""
     message_type = _MESSAGES.get(type_url)
-    generator = conn._generators.get(type_url)
+    generator = conn.generators.get(type_url)
     if message_type is None or generator is None or not names:
         return None
     wanted = frozenset(names)

@@ -289,7 +289,7 @@ async def test_unchanged_object_plans_no_change(mesh: Mesh) -> None:
 async def test_grouping_equals_planning_each_proxy_alone(mesh: Mesh) -> None:
 
     server = mesh.env.server
-    targets = [PlanTarget(c.proxy, c._generators) for c in server.connections()]
+    targets = [PlanTarget(c.proxy, c.generators) for c in server.connections()]
     after = PushContext.build(planned_inputs(server.source.push_inputs(), parse_change(NEW_SUBSET)))
     grouped = compute_plan(targets, server.push_context, after)
     alone = compute_plan(targets, server.push_context, after, group=False)
@@ -302,7 +302,7 @@ async def test_grouping_equals_planning_each_proxy_alone(mesh: Mesh) -> None:
 async def test_a_thousand_alike_proxies_cost_one_generation(mesh: Mesh) -> None:
 
     server = mesh.env.server
-    generators = server.connections()[0]._generators
+    generators = server.connections()[0].generators
     targets = [
         PlanTarget(
             parse_node(
