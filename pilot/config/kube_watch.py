@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT = 300  # seconds per watch request (the server ends it with a bookmark)
 BACKOFF_INITIAL = 0.1
 BACKOFF_MAX = 5.0
+JOIN_POLL = 0.05  # seconds between attempts to break a stream while stopping
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,9 @@ class KindWatcher:
     def stop(self) -> None:
         """Ask the loop to end, breaking a blocked read of the current stream."""
         self._stopping.set()
+        self._break_stream()
+
+    def _break_stream(self) -> None:
         with self._lock:
             watch = self._watch
         if watch is not None:
@@ -158,8 +163,18 @@ class KindWatcher:
                     log.debug("closing watch of %s: %s", self.target, e)
 
     def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait for the loop to end. A stream that was still being opened when stop() came
+        has no socket to shut yet (and the client's stream() forgets an earlier stop()), so
+        the break is repeated until the thread ends."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._thread.join(min(JOIN_POLL, left))
+            if self._thread.is_alive():
+                self._break_stream()
+        return True
 
     def _list_call(self) -> tuple[Callable[..., Any], tuple[Any, ...]]:
         return list_call(self.kube, self.target)
@@ -213,6 +228,8 @@ class KindWatcher:
                 timeout_seconds=self._watch_timeout,
                 **self._selectors(),
             ):
+                if self._stopping.is_set():  # stopped while the stream was being opened
+                    return
                 kind = event["type"]
                 obj = event["raw_object"]
                 if kind == ERROR:  # the client raises for these; be safe

@@ -12,9 +12,11 @@ import pytest
 
 from pilot.config.file import Problem
 from pilot.config.kube import KubeConfigSource
+from pilot.config.kube_watch import KindWatcher, Target
 from pilot.config.store import ConfigEvent, ConfigStore
 from pkg.config.model import ConfigKey, Kind
-from pkg.kube.client import KubeClient
+from pkg.config.schema import schema_for
+from pkg.kube.client import KubeClient, Watch
 from tests.helpers.aio import eventually
 from tests.helpers.kube.conftest import NET, fake_apiserver, kube, virtual_service  # noqa: F401
 from tests.helpers.kube.fake_apiserver import FakeApiServer
@@ -293,3 +295,42 @@ async def test_kubernetes_kinds_reach_the_store_and_token_secrets_are_not_watche
         ),
         "the slice added and the Service deleted",
     )
+
+
+class _SlowStart(Watch):  # type: ignore[misc]
+    """A watch whose stream pauses before it opens (the request still in flight)."""
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stream(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        _SlowStart.entered.set()
+        assert _SlowStart.release.wait(5), "never released"
+        yield from super().stream(func, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SlowStartClient(KubeClient):
+    def watch(self) -> Any:
+        return _SlowStart()
+
+
+def test_stop_while_a_watch_is_being_opened_still_ends_the_thread(
+    fake_apiserver: FakeApiServer,  # noqa: F811
+) -> None:
+    # stop() lands after the watch exists but before its request is answered: the client's
+    # stream() then forgets the stop and would block until the kind's next event.
+    client = SlowStartClient(fake_apiserver.client().api_client)
+    target = Target(schema_for(Kind.VIRTUAL_SERVICE))
+    watcher = KindWatcher(client, target, lambda message: None)
+    _SlowStart.entered.clear()
+    _SlowStart.release.clear()
+    try:
+        watcher.start()
+        assert _SlowStart.entered.wait(5), "the watch never started"
+        watcher.stop()
+        _SlowStart.release.set()
+        assert watcher.join(3.0), "the watch thread outlived stop()"
+    finally:
+        _SlowStart.release.set()
+        client.close()
